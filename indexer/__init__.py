@@ -1,0 +1,56 @@
+"""The write path: walk folders, decode, batch, encode and write to the index's stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from searchengine.store.metadata import FileLink, MetadataStore
+from searchengine.store.vectors import VectorStore
+from searchengine.types import IndexReport
+
+from .pipeline import Pipeline
+from .walk import Plan, make_plan, walk
+from .writer import Writer
+
+__all__ = ["ProgressSink", "index_paths"]
+
+
+class ProgressSink(Protocol):
+    """Receives progress of the embedding phase (the CLI draws a bar from it)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle, roots: list[Path],
+                progress: ProgressSink | None = None, batch_size: int = 32) -> IndexReport:
+    """Bring the stores in line with the media under `roots`; returns what changed."""
+    candidates, problems = walk(roots)
+    skip_reasons = {s.path: s.reason for s in metadata.skipped()}
+    plan = make_plan(candidates, problems, metadata.file_states(), metadata.skip_states(), skip_reasons,
+                     metadata.known_hashes)
+    writer = Writer(metadata, vectors)
+    links = [FileLink(c.path, digest, c.size, c.mtime_ns) for c, digest in plan.link]
+    writer.write(links=links, removed=plan.removed, skips=plan.new_skips)
+    metadata.touch([(c.path, c.size, c.mtime_ns) for c in plan.touched])
+    if progress is not None:
+        progress.start(plan.embed_count)
+    pipeline = Pipeline(bundle, writer, batch_size, progress=progress.advance if progress else None)
+    try:
+        pipeline.run(plan.embed)
+    finally:
+        writer.flush()
+    return _report(plan, pipeline)
+
+
+def _report(plan: Plan, pipeline: Pipeline) -> IndexReport:
+    """Count paths (not contents): a duplicate file is one more added path."""
+    failed = {s.path for s in pipeline.skipped}
+    indexed = [c.path for c, _ in plan.link] + [c.path for group in plan.embed.values() for c in group]
+    indexed = [p for p in indexed if p not in failed]
+    updated = sum(1 for p in indexed if p in plan.updated_paths)
+    return IndexReport(added=len(indexed) - updated, updated=updated, removed=len(plan.removed),
+                       unchanged=plan.unchanged, skipped=plan.skipped + pipeline.skipped,
+                       embedded=pipeline.embedded)

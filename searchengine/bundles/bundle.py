@@ -1,0 +1,197 @@
+"""A bundle: image, text and speech encoders that share one embedding space."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BundleError, BundleNotFound, WeightsMissing
+from ..types import BundleInfo
+from . import clip
+from .cascade import CascadeSpeechEncoder, Transcriber
+from .registry import (CLIP_WEIGHTS_ENV, WHISPER_MODEL_ENV, BundleSpec, get_bundle_spec, list_bundles,
+                       packaged_directory)
+
+BUNDLE_FILE = "bundle.json"
+
+
+class LearnedSpeech:
+    """Adapter giving the learned encoder the cascade's (vectors, transcripts) shape."""
+
+    kind = "learned"
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, clips: list[np.ndarray]) -> tuple[np.ndarray, list[str | None]]:
+        """([N, D] unit vectors, no transcripts)."""
+        return self.encoder.encode(clips), [None] * len(clips)
+
+
+@dataclass
+class Bundle:
+    """Encoders of one shared space; every encode_* returns L2-normalised float32 [N, D]."""
+
+    name: str
+    source: str
+    towers: clip.ClipTowers
+    speech: LearnedSpeech | CascadeSpeechEncoder
+    fingerprint: str
+    cascade_whisper: str | None = None
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the shared space."""
+        return self.towers.dim
+
+    @property
+    def info(self) -> BundleInfo:
+        """What an index records about its bundle."""
+        return BundleInfo(self.name, self.source, self.dim, self.fingerprint)
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        """Embed RGB images."""
+        return self.towers.encode_images(images)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Embed text (captions, typed queries, transcripts)."""
+        return self.towers.encode_texts(texts)
+
+    def encode_speech(self, clips: list[np.ndarray]) -> tuple[np.ndarray, list[str | None]]:
+        """Embed 16 kHz mono clips; transcripts are filled in by the cascade only."""
+        return self.speech.encode(clips)
+
+    def cascade(self, whisper: str | None = None) -> CascadeSpeechEncoder:
+        """A cascade speech encoder over this bundle's text tower (for comparisons in eval)."""
+        if isinstance(self.speech, CascadeSpeechEncoder) and whisper is None:
+            return self.speech
+        name = whisper or self.cascade_whisper or "tiny.en"
+        return CascadeSpeechEncoder(Transcriber(name, self.towers.device), self.encode_texts)
+
+
+def load_bundle(name_or_path: str | Path, device: str | None = None, clip_weights: str | None = None,
+                whisper_model: str | None = None) -> Bundle:
+    """Load a registered bundle by name, or a bundle directory by path.
+
+    Args:
+        name_or_path: a name from `list_bundles()` or a folder holding bundle.json.
+        device: "cpu", "cuda", ...; default: CUDA when available.
+        clip_weights: local open_clip checkpoint (else SEARCHENGINE_CLIP_WEIGHTS, else the pretrained tag).
+        whisper_model: local CTranslate2 Whisper folder or model name (else SEARCHENGINE_WHISPER_MODEL).
+    """
+    spec = get_bundle_spec(str(name_or_path))
+    if spec is not None:
+        directory = packaged_directory(spec)
+        if directory is not None:
+            return load_bundle_dir(directory, device, source=spec.name)
+        return _load_pretrained(spec, device, clip_weights, whisper_model)
+    path = Path(name_or_path).expanduser()
+    if (path / BUNDLE_FILE).is_file():
+        return load_bundle_dir(path.resolve(), device, source=str(path.resolve()))
+    names = ", ".join(s.name for s in list_bundles())
+    raise BundleNotFound(f"no bundle named '{name_or_path}' and no {BUNDLE_FILE} at that path (known: {names})")
+
+
+def _load_pretrained(spec: BundleSpec, device: str | None, clip_weights: str | None,
+                     whisper_model: str | None) -> Bundle:
+    """open_clip towers + cascade; reports every missing weight file in one error."""
+    clip_source = clip_weights or os.environ.get(CLIP_WEIGHTS_ENV) or spec.clip_pretrained
+    whisper_source = whisper_model or os.environ.get(WHISPER_MODEL_ENV) or spec.whisper
+    problems: list[str] = []
+    towers = transcriber = None
+    try:
+        towers = clip.load_pretrained(spec.clip_model, clip_source, device)
+    except WeightsMissing as exc:
+        problems.append(str(exc))
+    try:
+        transcriber = Transcriber(whisper_source, device)
+    except WeightsMissing as exc:
+        problems.append(str(exc))
+    if problems:
+        raise WeightsMissing(f"bundle '{spec.name}' needs weights that are not available:\n- " + "\n- ".join(problems))
+    fingerprint = _fingerprint([spec.clip_model, clip_source, transcriber.source])
+    return Bundle(spec.name, spec.name, towers, CascadeSpeechEncoder(transcriber, towers.encode_texts), fingerprint)
+
+
+def load_bundle_dir(directory: Path, device: str | None = None, source: str | None = None) -> Bundle:
+    """Load a bundle folder written by `train` (bundle.json + weights)."""
+    config = read_bundle_config(directory)
+    towers = _load_dir_towers(directory, config, device)
+    speech_cfg = config.get("speech", {})
+    if speech_cfg.get("type") == "cascade":
+        speech = CascadeSpeechEncoder(Transcriber(speech_cfg["whisper"], towers.device), towers.encode_texts)
+    else:
+        from .speech import LearnedSpeechEncoder  # torch speech stack only for learned bundles
+
+        speech = LearnedSpeech(LearnedSpeechEncoder.load(directory, towers.device))
+    return Bundle(config.get("name", directory.name), source or str(directory), towers, speech,
+                  _fingerprint_dir(directory), config.get("cascade_whisper"))
+
+
+def read_bundle_config(directory: Path) -> dict:
+    """The parsed bundle.json of a bundle folder."""
+    try:
+        return json.loads((directory / BUNDLE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"unreadable bundle at {directory}: {exc}") from exc
+
+
+def _load_dir_towers(directory: Path, config: dict, device: str | None) -> clip.ClipTowers:
+    clip_cfg = config["clip"]
+    if "model_cfg" in clip_cfg:
+        return clip.load_custom(clip_cfg["model_cfg"], directory / clip_cfg["weights"], device)
+    pretrained = clip_cfg["pretrained"]
+    local = directory / pretrained
+    return clip.load_pretrained(clip_cfg["model_name"], str(local) if local.exists() else pretrained, device)
+
+
+def _fingerprint(parts: list[str]) -> str:
+    """Hash of the weight identities; local files contribute their content (sampled when huge)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        path = Path(part)
+        digest.update(file_digest(path).encode() if path.is_file() else part.encode())
+    return digest.hexdigest()
+
+
+def _fingerprint_dir(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in {".json", ".pt"}):
+        digest.update(path.name.encode() + file_digest(path).encode())
+    return digest.hexdigest()
+
+
+def file_digest(path: Path, sample: int = 4 << 20) -> str:
+    """sha256 of a file; files over 3×`sample` hash size + head, middle and tail (fast for big checkpoints)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        if size <= 3 * sample:
+            digest.update(handle.read())
+            return digest.hexdigest()
+        for offset in (0, size // 2, size - sample):
+            handle.seek(offset)
+            digest.update(handle.read(sample))
+    return digest.hexdigest()
+
+
+def save_bundle_dir(directory: Path, name: str, model_cfg: dict, towers: clip.ClipTowers, speech_encoder,
+                    cascade_whisper: str | None = None, half: bool = True) -> Path:
+    """Write a bundle folder: bundle.json, clip.pt (fp16 by default: half the size, same rankings), speech.*."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in towers.model.state_dict().items()}
+    torch.save(state, directory / "clip.pt")
+    speech_encoder.save(directory)
+    config = {"format": 1, "name": name, "embed_dim": model_cfg["embed_dim"],
+              "clip": {"model_cfg": model_cfg, "weights": "clip.pt"}, "speech": {"type": "learned"},
+              "cascade_whisper": cascade_whisper}
+    (directory / BUNDLE_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return directory

@@ -1,0 +1,101 @@
+"""The only module that imports open_clip: image and text towers of a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import WeightsMissing
+from .device import autocast, pick_device
+from .hub import hub_reachable
+
+
+class ClipTowers:
+    """An open_clip model with its preprocessing and tokenizer; encoders return unit float32 rows."""
+
+    def __init__(self, model: open_clip.CLIP, preprocess, tokenizer, dim: int, device: str | None = None):
+        self.device = pick_device(device)
+        self.dim = dim
+        self.model = model.to(self.device).eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+
+    @torch.no_grad()
+    def encode_images(self, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """[N, D] unit vectors for RGB images."""
+        out = [self._encode_image_batch(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
+        pixels = torch.stack([self.preprocess(img) for img in images]).to(self.device)
+        with autocast(self.device):
+            feats = self.model.encode_image(pixels)
+        return _unit_numpy(feats)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """[N, D] unit vectors for captions or transcripts."""
+        out = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(texts[start:start + batch_size]).to(self.device)
+            with autocast(self.device):
+                out.append(_unit_numpy(self.model.encode_text(tokens)))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def _unit_numpy(feats: torch.Tensor) -> np.ndarray:
+    """Normalise in float32 (fp16 norms lose precision) and leave the GPU."""
+    return F.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32)
+
+
+def build_custom(model_cfg: dict, device: str | None = None) -> ClipTowers:
+    """A CLIP from a custom config dict (open_clip's JSON shape), randomly initialised."""
+    model = open_clip.CLIP(embed_dim=model_cfg["embed_dim"], vision_cfg=model_cfg["vision_cfg"],
+                           text_cfg=model_cfg["text_cfg"], quick_gelu=model_cfg.get("quick_gelu", False))
+    return _wrap(model, model_cfg, device)
+
+
+def _wrap(model: open_clip.CLIP, model_cfg: dict, device: str | None) -> ClipTowers:
+    """Attach eval preprocessing and a tokenizer sized to the text tower's context."""
+    image_size = model_cfg["vision_cfg"].get("image_size", 224)
+    preprocess = open_clip.image_transform(image_size, is_train=False)
+    context = model_cfg["text_cfg"].get("context_length", 77)
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context)
+    return ClipTowers(model, preprocess, tokenizer, model_cfg["embed_dim"], device)
+
+
+def train_transform(model_cfg: dict):
+    """open_clip's training-time image augmentation for a custom config."""
+    return open_clip.image_transform(model_cfg["vision_cfg"].get("image_size", 224), is_train=True)
+
+
+def load_custom(model_cfg: dict, weights: Path, device: str | None = None) -> ClipTowers:
+    """A custom-config CLIP with trained weights from a bundle directory."""
+    towers = build_custom(model_cfg, "cpu")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    towers.model.load_state_dict({k: v.float() for k, v in state.items()})
+    return ClipTowers(towers.model, towers.preprocess, towers.tokenizer, towers.dim, device)
+
+
+def load_pretrained(model_name: str, pretrained: str, device: str | None = None) -> ClipTowers:
+    """A registry model with a pretrained tag (fetched by open_clip) or a local checkpoint path."""
+    if not Path(pretrained).expanduser().is_file() and not hub_reachable():
+        raise WeightsMissing(_missing_message(model_name, pretrained, ConnectionError("offline: the model hub is unreachable")))
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+    except Exception as exc:  # open_clip raises many types for a missing or unreachable file
+        raise WeightsMissing(_missing_message(model_name, pretrained, exc)) from exc
+    dim = open_clip.get_model_config(model_name)["embed_dim"]
+    return ClipTowers(model, preprocess, open_clip.get_tokenizer(model_name), dim, device)
+
+
+def _missing_message(model_name: str, pretrained: str, exc: Exception) -> str:
+    return (f"cannot load open_clip weights {model_name}/{pretrained} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}). Download the checkpoint on a machine "
+            f"with internet (open_clip.create_model_and_transforms('{model_name}', pretrained='{pretrained}')) "
+            "and point --clip-weights or SEARCHENGINE_CLIP_WEIGHTS at the .bin/.safetensors file.")

@@ -1,0 +1,49 @@
+"""One exception tree for the whole library: callers catch SearchEngineError or a branch of it."""
+
+
+class SearchEngineError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class MediaError(SearchEngineError):
+    """A media file or buffer could not be used."""
+
+
+class UnsupportedMedia(MediaError):
+    """The file type is not one the engine indexes."""
+
+
+class DecodeError(MediaError):
+    """The file claims a supported type but cannot be decoded (corrupt, truncated, empty)."""
+
+
+class MediaTooLarge(MediaError):
+    """The media exceeds a safety limit (decompression bomb, overlong audio)."""
+
+
+class BundleError(SearchEngineError):
+    """A model bundle cannot be found, loaded or used."""
+
+
+class BundleNotFound(BundleError):
+    """No bundle of that name in the registry and no bundle directory at that path."""
+
+
+class WeightsMissing(BundleError):
+    """Weights a bundle needs are not on disk and cannot be fetched."""
+
+
+class BundleMismatch(SearchEngineError):
+    """The index was built with a different bundle than the one asked for."""
+
+
+class IndexStateError(SearchEngineError):
+    """The index directory is missing, unreadable or inconsistent beyond repair."""
+
+
+class QueryError(SearchEngineError):
+    """A search request is malformed (no query, several queries, bad kind or k)."""
+
+
+class TrainingError(SearchEngineError):
+    """Training or evaluation cannot proceed (bad manifest, empty split)."""

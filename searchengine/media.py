@@ -1,0 +1,162 @@
+"""The only module that decodes media: images through Pillow, audio through PyAV (FFmpeg in the wheel)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import av
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import DecodeError, MediaTooLarge, UnsupportedMedia
+from .types import Kind
+
+SAMPLE_RATE = 16_000
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"})
+# Pillow's own names for the formats we accept; MPO is how Pillow reports many camera JPEGs.
+_IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+MAX_IMAGE_PIXELS = 100_000_000
+MAX_AUDIO_SECONDS = 600.0
+
+ImageSource = Union[str, Path, bytes, Image.Image]
+AudioSource = Union[str, Path, bytes, np.ndarray]
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Mono float32 samples at SAMPLE_RATE."""
+
+    samples: np.ndarray
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / SAMPLE_RATE
+
+
+def kind_of_path(path: str | Path) -> Kind | None:
+    """The media kind a file name promises, or None for files the engine ignores."""
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return Kind.IMAGE
+    if suffix in AUDIO_EXTENSIONS:
+        return Kind.AUDIO
+    return None
+
+
+def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode an image fully, apply its EXIF orientation and return it as RGB.
+
+    Raises DecodeError for unreadable data, UnsupportedMedia for other formats and
+    MediaTooLarge above `max_pixels` (a decompression bomb is refused before decoding).
+    """
+    if isinstance(source, Image.Image):
+        return _to_rgb(source)
+    try:
+        with _open_image(source, max_pixels) as img:
+            if img.format not in _IMAGE_FORMATS:
+                raise UnsupportedMedia(f"unsupported image format {img.format}")
+            img.seek(0)  # first frame of an animation
+            img.load()  # decode now so truncation surfaces here, not later
+            return _to_rgb(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MediaTooLarge(f"image too large: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DecodeError(f"not a readable image: {_short(exc)}") from exc
+
+
+def _open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
+    """Open lazily with the pixel limit enforced as an error, not a warning."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        if isinstance(source, bytes):
+            return Image.open(io.BytesIO(source))
+        return Image.open(source)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB with transparency composited onto white (black would hide dark subjects)."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return img.convert("RGB")
+
+
+def load_audio(source: AudioSource, max_seconds: float = MAX_AUDIO_SECONDS,
+               sample_rate: int | None = None) -> AudioClip:
+    """Decode any FFmpeg-readable audio (wav, flac, mp3, ogg, opus, m4a, webm) to mono 16 kHz float32.
+
+    An ndarray is taken as samples at `sample_rate` (default 16 kHz) and resampled if needed.
+    """
+    if isinstance(source, np.ndarray):
+        samples = _resample_array(np.asarray(source, dtype=np.float32), sample_rate or SAMPLE_RATE)
+    else:
+        samples = _decode_audio_file(source, max_seconds)
+    if samples.size == 0:
+        raise DecodeError("no audio samples")
+    if samples.size > max_seconds * SAMPLE_RATE:
+        raise MediaTooLarge(f"audio longer than {max_seconds:.0f} s")
+    return AudioClip(np.ascontiguousarray(samples, dtype=np.float32))
+
+
+def _decode_audio_file(source: str | Path | bytes, max_seconds: float) -> np.ndarray:
+    """Demux the first audio stream and resample it as it decodes (no full-rate copy in memory)."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    try:
+        with av.open(handle, mode="r") as container:
+            if not container.streams.audio:
+                raise DecodeError("no audio stream")
+            return _decode_stream(container, max_seconds)
+    except av.FFmpegError as exc:
+        raise DecodeError(f"not readable audio: {_short(exc)}") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        raise DecodeError(f"not readable audio: {_short(exc)}") from exc
+
+
+def _decode_stream(container: av.container.InputContainer, max_seconds: float) -> np.ndarray:
+    """Decode and resample frame by frame, stopping once the length limit is passed."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    limit = int(max_seconds * SAMPLE_RATE) + 1
+    chunks: list[np.ndarray] = []
+    total = 0
+    for frame in container.decode(container.streams.audio[0]):
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray().reshape(-1))
+            total += chunks[-1].size
+        if total > limit:
+            break
+    else:
+        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def _resample_array(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Mix down to mono and resample an in-memory waveform with FFmpeg's resampler."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=0 if samples.shape[0] <= 8 else 1)
+    if rate == SAMPLE_RATE or samples.size == 0:
+        return samples
+    frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    outs = list(resampler.resample(frame)) + list(resampler.resample(None))
+    return np.concatenate([o.to_ndarray().reshape(-1) for o in outs])
+
+
+def image_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) after orientation."""
+    return img.size
+
+
+def _short(exc: BaseException) -> str:
+    """One line of an exception, for skip reasons people read."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

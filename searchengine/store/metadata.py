@@ -1,0 +1,256 @@
+"""MetadataStore: the SQLite side of an index (files, contents and their vectors, skips, bundle)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ..errors import IndexStateError
+from ..types import BundleInfo, Skipped
+from . import migrate
+from .models import BundleRecord, Content, MediaFile, SkippedFile
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the store remembers of a path, to decide whether it changed."""
+
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class NewContent:
+    """A freshly embedded media body."""
+
+    content_hash: str
+    kind: str
+    vector: np.ndarray
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    transcript: str | None = None
+
+
+@dataclass(frozen=True)
+class FileLink:
+    """A path that now holds the content with `content_hash`."""
+
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    """A content row joined with every path that holds it."""
+
+    id: int
+    kind: str
+    paths: tuple[tuple[int, str], ...]
+    width: int | None
+    height: int | None
+    duration: float | None
+    transcript: str | None
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets searches read while an index run writes; busy_timeout waits out the writer's lock."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class MetadataStore:
+    """All reads and writes of the metadata database; callers never see SQLAlchemy."""
+
+    def __init__(self, db_path: Path):
+        self.path = db_path
+        self.engine = create_engine(f"sqlite:///{db_path}")
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            migrate.upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            raise IndexStateError(f"cannot open metadata database {db_path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # --- bundle -------------------------------------------------------------
+    def bundle(self) -> BundleInfo | None:
+        """The bundle recorded at creation, if any."""
+        with Session(self.engine) as s:
+            row = s.scalars(select(BundleRecord)).first()
+            if row is None:
+                return None
+            return BundleInfo(row.name, row.source, row.dim, row.fingerprint)
+
+    def set_bundle(self, info: BundleInfo) -> None:
+        """Record (or replace) the index's bundle."""
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(BundleRecord))
+            s.add(BundleRecord(id=1, name=info.name, source=info.source, dim=info.dim,
+                               fingerprint=info.fingerprint, created_at=time.time()))
+
+    # --- planning -----------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        """Every indexed path with the size, mtime and hash it had when indexed."""
+        query = select(MediaFile.path, MediaFile.size, MediaFile.mtime_ns, Content.content_hash).join(Content)
+        with Session(self.engine) as s:
+            return {p: FileState(size, mtime, h) for p, size, mtime, h in s.execute(query)}
+
+    def skip_states(self) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of every skipped path, so unchanged bad files are not retried."""
+        with Session(self.engine) as s:
+            rows = s.execute(select(SkippedFile.path, SkippedFile.size, SkippedFile.mtime_ns))
+            return {p: (size, mtime) for p, size, mtime in rows}
+
+    def known_hashes(self, hashes: list[str]) -> set[str]:
+        """Which of these content hashes are already embedded."""
+        found: set[str] = set()
+        with Session(self.engine) as s:
+            for start in range(0, len(hashes), 500):
+                chunk = hashes[start:start + 500]
+                found.update(s.scalars(select(Content.content_hash).where(Content.content_hash.in_(chunk))))
+        return found
+
+    # --- writing ------------------------------------------------------------
+    def write(self, contents: list[NewContent], links: list[FileLink], removed_paths: list[str],
+              skips: list[tuple[str, str, int, int]]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """Apply one batch in one transaction.
+
+        Returns (new content ids by kind, orphaned content ids by kind) so the caller can mirror
+        both into FAISS after the commit.
+        """
+        with Session(self.engine) as s, s.begin():
+            added = self._insert_contents(s, contents)
+            self._link_files(s, links)
+            self._remove_files(s, removed_paths)
+            self._record_skips(s, skips, cleared=[link.path for link in links])
+            orphans = self._delete_orphans(s)
+        return added, orphans
+
+    def _insert_contents(self, s: Session, contents: list[NewContent]) -> dict[str, list[int]]:
+        added: dict[str, list[int]] = defaultdict(list)
+        for c in contents:
+            row = Content(content_hash=c.content_hash, kind=c.kind, width=c.width, height=c.height,
+                          duration=c.duration, transcript=c.transcript,
+                          vector=np.asarray(c.vector, dtype=np.float32).tobytes())
+            s.add(row)
+            s.flush()
+            added[c.kind].append(row.id)
+        return dict(added)
+
+    def _link_files(self, s: Session, links: list[FileLink]) -> None:
+        if not links:
+            return
+        hashes = {link.content_hash for link in links}
+        ids = {h: i for h, i in s.execute(select(Content.content_hash, Content.id).where(Content.content_hash.in_(hashes)))}
+        existing = {f.path: f for f in s.scalars(select(MediaFile).where(MediaFile.path.in_([l.path for l in links])))}
+        now = time.time()
+        for link in links:
+            row = existing.get(link.path) or MediaFile(path=link.path)
+            row.content_id, row.size, row.mtime_ns, row.indexed_at = ids[link.content_hash], link.size, link.mtime_ns, now
+            s.add(row)
+
+    def _remove_files(self, s: Session, paths: list[str]) -> None:
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            s.execute(delete(MediaFile).where(MediaFile.path.in_(chunk)))
+            s.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
+
+    def _record_skips(self, s: Session, skips: list[tuple[str, str, int, int]], cleared: list[str]) -> None:
+        for start in range(0, len(cleared), 500):
+            s.execute(delete(SkippedFile).where(SkippedFile.path.in_(cleared[start:start + 500])))
+        now = time.time()
+        for path, reason, size, mtime_ns in skips:
+            s.merge(SkippedFile(path=path, reason=reason, size=size, mtime_ns=mtime_ns, skipped_at=now))
+        # A path that turned bad is no longer a searchable file.
+        self._remove_files_only(s, [path for path, *_ in skips])
+
+    def _remove_files_only(self, s: Session, paths: list[str]) -> None:
+        for start in range(0, len(paths), 500):
+            s.execute(delete(MediaFile).where(MediaFile.path.in_(paths[start:start + 500])))
+
+    def _delete_orphans(self, s: Session) -> dict[str, list[int]]:
+        """Contents no path points at any more: their vectors must leave FAISS too."""
+        used = select(MediaFile.content_id)
+        rows = s.execute(select(Content.id, Content.kind).where(Content.id.not_in(used))).all()
+        if rows:
+            s.execute(delete(Content).where(Content.id.in_([r.id for r in rows])))
+        orphans: dict[str, list[int]] = defaultdict(list)
+        for cid, kind in rows:
+            orphans[kind].append(cid)
+        return dict(orphans)
+
+    def touch(self, updates: list[tuple[str, int, int]]) -> None:
+        """Refresh size/mtime of files whose bytes turned out unchanged."""
+        with Session(self.engine) as s, s.begin():
+            for path, size, mtime_ns in updates:
+                row = s.scalars(select(MediaFile).where(MediaFile.path == path)).one()
+                row.size, row.mtime_ns = size, mtime_ns
+
+    def clear(self) -> None:
+        """Forget everything (a rebuild with another bundle)."""
+        with Session(self.engine) as s, s.begin():
+            for table in (MediaFile, Content, SkippedFile, BundleRecord):
+                s.execute(delete(table))
+
+    # --- reading ------------------------------------------------------------
+    def vectors(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every content of a kind, for rebuilding FAISS."""
+        with Session(self.engine) as s:
+            rows = s.execute(select(Content.id, Content.vector).where(Content.kind == kind)).all()
+        ids = np.array([r.id for r in rows], dtype=np.int64)
+        vecs = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]) if rows else None
+        return ids, vecs
+
+    def content_ids(self, kind: str) -> set[int]:
+        """Ids of every content of a kind."""
+        with Session(self.engine) as s:
+            return set(s.scalars(select(Content.id).where(Content.kind == kind)))
+
+    def lookup(self, content_ids: list[int]) -> dict[int, StoredContent]:
+        """Contents by id, each with all its paths; ids that vanished are simply absent."""
+        if not content_ids:
+            return {}
+        with Session(self.engine) as s:
+            contents = s.scalars(select(Content).where(Content.id.in_(content_ids))).all()
+            paths: dict[int, list[tuple[int, str]]] = defaultdict(list)
+            for fid, cid, path in s.execute(select(MediaFile.id, MediaFile.content_id, MediaFile.path)
+                                            .where(MediaFile.content_id.in_(content_ids)).order_by(MediaFile.path)):
+                paths[cid].append((fid, path))
+            return {c.id: StoredContent(c.id, c.kind, tuple(paths[c.id]), c.width, c.height, c.duration,
+                                        c.transcript) for c in contents}
+
+    def file_by_id(self, file_id: int) -> tuple[str, str] | None:
+        """(path, kind) of an indexed file id, or None."""
+        with Session(self.engine) as s:
+            row = s.execute(select(MediaFile.path, Content.kind).join(Content)
+                            .where(MediaFile.id == file_id)).first()
+            return (row.path, row.kind) if row else None
+
+    def file_counts(self) -> dict[str, int]:
+        """Indexed paths per kind."""
+        with Session(self.engine) as s:
+            rows = s.execute(select(Content.kind, func.count(MediaFile.id)).join(Content).group_by(Content.kind))
+            return {kind: n for kind, n in rows}
+
+    def skipped(self) -> list[Skipped]:
+        """Every skipped path with its reason."""
+        with Session(self.engine) as s:
+            rows = s.execute(select(SkippedFile.path, SkippedFile.reason).order_by(SkippedFile.path))
+            return [Skipped(p, r) for p, r in rows]

@@ -1,0 +1,71 @@
+"""SQLAlchemy tables of an index directory's metadata database.
+
+A *content* is one distinct file body (by hash) with its embedding; its primary key is the
+FAISS id. A *file* is a path on disk pointing at a content, so identical files share one vector.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata alembic migrates."""
+
+
+class Content(Base):
+    """One distinct media body, embedded once; `id` is its FAISS id."""
+
+    __tablename__ = "contents"
+    # AUTOINCREMENT: a deleted id is never handed out again, so a FAISS id that outlived its
+    # row after a crash can never be mistaken for a new content's vector.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    kind: Mapped[str] = mapped_column(String(8), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration: Mapped[float | None] = mapped_column(Float)
+    transcript: Mapped[str | None] = mapped_column(Text)
+    # The vector itself, so FAISS can always be rebuilt from SQLite after a crash.
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MediaFile(Base):
+    """A path on disk and the content it held when last indexed."""
+
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    indexed_at: Mapped[float] = mapped_column(Float)
+
+
+class SkippedFile(Base):
+    """A file that could not be indexed; size and mtime let unchanged bad files be passed over."""
+
+    __tablename__ = "skipped"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    skipped_at: Mapped[float] = mapped_column(Float)
+
+
+class BundleRecord(Base):
+    """The bundle the index was built with (one row)."""
+
+    __tablename__ = "bundle_info"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    dim: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)

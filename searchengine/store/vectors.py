@@ -1,0 +1,118 @@
+"""VectorStore: the only module that imports faiss.
+
+One exact inner-product index per media kind, ids = SQLite content ids. The CPU index is the
+master copy (it is what gets saved); when FAISS sees a GPU, searches run on a GPU clone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+def gpu_count() -> int:
+    """GPUs FAISS can use (0 with a CPU-only build)."""
+    try:
+        return faiss.get_num_gpus()
+    except AttributeError:
+        return 0
+
+
+class VectorStore:
+    """An id-mapped flat inner-product index, persisted atomically to one file."""
+
+    def __init__(self, path: Path, dim: int, use_gpu: bool | None = None):
+        self.path = path
+        self.dim = dim
+        self.use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
+        self._gpu_index = None
+        self._signature: tuple[int, int] | None = None
+        self.index = self._read() if path.exists() else self._empty()
+
+    def _empty(self) -> faiss.Index:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    def _read(self) -> faiss.Index:
+        index = faiss.read_index(str(self.path))
+        self._signature = self._file_signature()
+        if index.d != self.dim:
+            raise ValueError(f"{self.path} holds {index.d}-d vectors, expected {self.dim}")
+        return index
+
+    def _file_signature(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    @property
+    def count(self) -> int:
+        """Vectors held."""
+        return self.index.ntotal
+
+    @property
+    def description(self) -> str:
+        """The index type, for status output."""
+        where = "GPU" if self.use_gpu else "CPU"
+        return f"IDMap2,Flat inner product ({where})"
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index."""
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def add(self, ids: np.ndarray | list[int], vectors: np.ndarray) -> None:
+        """Add vectors under the given ids."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        self.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+        self._gpu_index = None
+
+    def remove(self, ids: np.ndarray | list[int]) -> int:
+        """Remove ids (unknown ids are ignored); returns how many went."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size == 0:
+            return 0
+        self._gpu_index = None
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [Q, k'], ids [Q, k']) best first, k' = min(k, count)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = min(k, self.count)
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        return self._searcher().search(queries, k)
+
+    def _searcher(self) -> faiss.Index:
+        """The GPU clone when a GPU is usable, else the CPU index itself."""
+        if not self.use_gpu:
+            return self.index
+        if self._gpu_index is None:
+            resources = faiss.StandardGpuResources()
+            self._gpu_index = (faiss.index_cpu_to_gpu(resources, 0, self.index), resources)
+        return self._gpu_index[0]
+
+    def save(self) -> None:
+        """Write to a temporary file, fsync, then rename: a crash never leaves a half-written index."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        faiss.write_index(self.index, str(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        self._signature = self._file_signature()
+
+    def reload_if_changed(self) -> bool:
+        """Pick up a newer file written by another process (a reader beside an index run)."""
+        signature = self._file_signature()
+        if signature is None or signature == self._signature:
+            return False
+        self.index = self._read()
+        self._gpu_index = None
+        return True
+
+    def file_bytes(self) -> int:
+        """Size of the saved index file."""
+        return self.path.stat().st_size if self.path.exists() else 0

@@ -1,0 +1,63 @@
+"""Fixtures: a tiny bundle built on the fly (random weights), real media files, real indexes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from media_factory import make_image, tone, write_wav  # noqa: E402
+
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+}
+
+
+def build_tiny_bundle(directory: Path, name: str = "tiny", seed: int = 0) -> Path:
+    """A complete bundle folder: tiny open_clip towers + tiny from-scratch learned speech encoder."""
+    import torch
+
+    from searchengine.bundles import clip
+    from searchengine.bundles.bundle import save_bundle_dir
+    from searchengine.bundles.speech import LearnedSpeechEncoder, SpeechEncoderConfig
+
+    torch.manual_seed(seed)
+    towers = clip.build_custom(TINY_CLIP, "cpu")
+    speech = LearnedSpeechEncoder(SpeechEncoderConfig(frontend=None, embed_dim=16, width=32, layers=1, heads=2))
+    return save_bundle_dir(directory, name, TINY_CLIP, towers, speech, half=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """Path of a tiny bundle folder shared by the whole session."""
+    return build_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def other_bundle(tmp_path_factory) -> Path:
+    """A second tiny bundle with different weights (for mismatch tests)."""
+    return build_tiny_bundle(tmp_path_factory.mktemp("bundle2") / "other", name="other", seed=1)
+
+
+@pytest.fixture
+def media_dir(tmp_path) -> Path:
+    """Three images (png, jpg, webp) and three voice-like clips in nested folders."""
+    root = tmp_path / "media"
+    make_image(root / "photos" / "a.png", 1)
+    make_image(root / "photos" / "b.jpg", 2)
+    make_image(root / "photos" / "deep" / "c.webp", 3)
+    for i in range(3):
+        write_wav(root / "voice" / f"clip{i}.wav", tone(10 + i, 1.0 + 0.3 * i))
+    (root / "notes.txt").write_text("not media")
+    return root
+
+
+@pytest.fixture
+def index_dir(tmp_path) -> Path:
+    """Where a test's index lives."""
+    return tmp_path / "index"

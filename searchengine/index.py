@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class Index:
         self._bundle_ref = None if isinstance(bundle, Bundle) else bundle
         self._bind_bundle(rebuild)
         self.vectors: dict[str, VectorStore] = {}
+        self._lock = threading.RLock()  # searches from server threads share the vector stores
         if self.metadata.bundle() is not None:
             self._open_vectors(self.metadata.bundle().dim)
 
@@ -166,9 +168,10 @@ class Index:
         kinds = kinds_for(kind)
         if not self.vectors:
             return []
-        self._refresh()
         query, _ = encode_query(self.bundle, audio=audio, image=image, text=text)
-        return search_stores(query, self.vectors, self.metadata, kinds, k)
+        with self._lock:
+            self._refresh()
+            return search_stores(query, self.vectors, self.metadata, kinds, k)
 
     def _refresh(self) -> None:
         """Pick up vectors another process saved since we loaded ours."""

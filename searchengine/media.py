@@ -151,9 +151,13 @@ def _resample_array(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.concatenate([o.to_ndarray().reshape(-1) for o in outs])
 
 
-def image_size(img: Image.Image) -> tuple[int, int]:
-    """(width, height) after orientation."""
-    return img.size
+def thumbnail_jpeg(source: ImageSource, max_side: int = 256, quality: int = 85) -> bytes:
+    """A small JPEG of an image, oriented and RGB, longest side at most `max_side`."""
+    img = load_image(source)
+    img.thumbnail((max_side, max_side), Image.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
 
 
 def _short(exc: BaseException) -> str:

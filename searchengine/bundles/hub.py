@@ -12,11 +12,16 @@ import socket
 from urllib.parse import urlparse
 
 
-@functools.lru_cache(maxsize=1)
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True when the hub endpoint accepts a TCP connection (and offline mode is not forced)."""
+def hub_reachable() -> bool:
+    """True when offline mode is not forced and the hub endpoint accepts a TCP connection."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
         return False
+    return _endpoint_answers()
+
+
+@functools.lru_cache(maxsize=1)
+def _endpoint_answers(timeout: float = 3.0) -> bool:
+    """Probed once per process: the answer will not change within one run."""
     from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)

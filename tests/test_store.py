@@ -1,0 +1,90 @@
+"""The two stores: FAISS against numpy brute force, SQLite migrated by alembic."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from searchengine.store.metadata import FileLink, MetadataStore, NewContent
+from searchengine.store.vectors import VectorStore
+
+
+def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_search_matches_brute_force(tmp_path):
+    data, queries = unit_rows(500, 32, 0), unit_rows(7, 32, 1)
+    ids = np.arange(1000, 1500)
+    store = VectorStore(tmp_path / "v.faiss", 32)
+    store.add(ids, data)
+    scores, found = store.search(queries, 10)
+    truth = np.argsort(-(queries @ data.T), axis=1)[:, :10]
+    assert (found == ids[truth]).all()
+    assert np.allclose(scores, np.take_along_axis(queries @ data.T, truth, axis=1), atol=1e-5)
+
+
+def test_remove_save_and_reload(tmp_path):
+    data = unit_rows(20, 8, 2)
+    store = VectorStore(tmp_path / "v.faiss", 8)
+    store.add(np.arange(1, 21), data)
+    assert store.remove([3, 4, 999]) == 2
+    store.save()
+    assert not (tmp_path / "v.faiss.tmp").exists()
+    again = VectorStore(tmp_path / "v.faiss", 8)
+    assert again.count == 18 and 3 not in set(again.ids().tolist())
+    _, found = again.search(data[9:10], 1)
+    assert found[0, 0] == 10
+
+
+def test_reader_sees_a_newer_file(tmp_path):
+    writer = VectorStore(tmp_path / "v.faiss", 4)
+    writer.add([1], unit_rows(1, 4, 3))
+    writer.save()
+    reader = VectorStore(tmp_path / "v.faiss", 4)
+    writer.add([2], unit_rows(1, 4, 4))
+    writer.save()
+    assert reader.reload_if_changed() and reader.count == 2
+    assert not reader.reload_if_changed()
+
+
+def test_k_larger_than_index(tmp_path):
+    store = VectorStore(tmp_path / "v.faiss", 4)
+    assert store.search(unit_rows(1, 4, 0), 5)[1].shape == (1, 0)
+    store.add([7], unit_rows(1, 4, 5))
+    assert store.search(unit_rows(1, 4, 0), 5)[1].tolist() == [[7]]
+
+
+def test_wrong_dimension_refused(tmp_path):
+    store = VectorStore(tmp_path / "v.faiss", 4)
+    store.save()
+    with pytest.raises(ValueError):
+        VectorStore(tmp_path / "v.faiss", 8)
+
+
+def test_schema_comes_from_alembic_in_wal_mode(tmp_path):
+    MetadataStore(tmp_path / "m.sqlite").close()
+    con = sqlite3.connect(tmp_path / "m.sqlite")
+    tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+    assert {"contents", "files", "skipped", "bundle_info", "alembic_version"} <= tables
+    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0001"
+    assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+    MetadataStore(tmp_path / "m.sqlite").close()  # reopening at head is a no-op
+
+
+def test_shared_content_and_orphan_cleanup(tmp_path):
+    store = MetadataStore(tmp_path / "m.sqlite")
+    vec = unit_rows(1, 4, 0)[0]
+    added, _ = store.write([NewContent("h1", "image", vec, width=2, height=3)],
+                           [FileLink("/a.png", "h1", 10, 1), FileLink("/b.png", "h1", 10, 2)], [], [])
+    (cid,) = added["image"]
+    assert [p for _, p in store.lookup([cid])[cid].paths] == ["/a.png", "/b.png"]
+    _, orphans = store.write([], [], ["/a.png"], [])
+    assert orphans == {}  # /b.png still holds the content
+    _, orphans = store.write([], [], ["/b.png"], [])
+    assert orphans == {"image": [cid]} and store.lookup([cid]) == {}
+    added, _ = store.write([NewContent("h2", "image", vec)], [FileLink("/c.png", "h2", 1, 1)], [], [])
+    assert added["image"][0] > cid  # ids are never reused (AUTOINCREMENT)

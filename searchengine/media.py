@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -64,20 +63,23 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image
             img.seek(0)  # first frame of an animation
             img.load()  # decode now so truncation surfaces here, not later
             return _to_rgb(ImageOps.exif_transpose(img))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise MediaTooLarge(f"image too large: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(f"not a readable image: {_short(exc)}") from exc
 
 
 def _open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
-    """Open lazily with the pixel limit enforced as an error, not a warning."""
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        if isinstance(source, bytes):
-            return Image.open(io.BytesIO(source))
-        return Image.open(source)
+    """Open lazily (header only) and refuse oversized images before any pixel is decoded.
+
+    The check is explicit rather than Pillow's warning filter: decoding runs in threads, and
+    warnings filters are process-wide state.
+    """
+    img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    if img.width * img.height > max_pixels:
+        img.close()
+        raise MediaTooLarge(f"image too large: {img.width}x{img.height} pixels exceeds the limit of {max_pixels}")
+    return img
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -261,3 +261,11 @@ def test_missing_root_is_reported(index_dir, tiny_bundle, tmp_path):
 def test_vectors_are_unit_float32(idx, media_dir):
     vecs = idx.bundle.encode_images([load_image(media_dir / "photos" / "a.png")])
     assert vecs.dtype == np.float32 and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+
+
+def test_rebuild_with_the_same_bundle_reembeds_everything(idx, index_dir, media_dir):
+    idx.close()
+    with open_index(index_dir, rebuild=True) as again:
+        report = again.index([media_dir])
+        assert (report.added, report.embedded) == (6, 6)
+        assert again.status().bundle.name == "tiny"

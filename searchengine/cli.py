@@ -120,9 +120,11 @@ def search_cmd(audio, image, text, kind, k, index_dir, device, as_json) -> None:
     if sum(x is not None for x in (audio, image, text)) != 1:
         raise click.UsageError("give exactly one of --audio, --image, --text")
     with open_index(index_dir, device=device) as idx:
-        hits = idx.search(audio=audio, image=image, text=text, kind=kind, k=k)
+        hits, heard = idx.search_with_transcript(audio=audio, image=image, text=text, kind=kind, k=k)
     data = {"hits": [h.to_dict() for h in hits]}
-    emit(data, as_json, format_hits(hits))
+    if heard is not None:
+        data["query_transcript"] = heard
+    emit(data, as_json, (f'heard: "{heard}"\n' if heard is not None else "") + format_hits(hits))
 
 
 def format_hits(hits) -> str:
@@ -157,6 +159,11 @@ def format_status(status) -> str:
              f"skipped: {len(status.skipped)}"]
     lines += [f"  {s.path}: {s.reason}" for s in status.skipped]
     return "\n".join(lines)
+
+
+from .server.command import serve_cmd  # noqa: E402  (below the options it reuses)
+
+cli.add_command(serve_cmd)
 
 
 def main() -> None:

@@ -173,16 +173,28 @@ class Index:
     def search(self, *, audio: AudioSource | None = None, image: ImageSource | None = None,
                text: str | None = None, kind: str | Kind = "any", k: int = 10) -> list[Hit]:
         """Hits best first for one query (a path, bytes, PIL image or waveform, or text)."""
+        return self.search_with_transcript(audio=audio, image=image, text=text, kind=kind, k=k)[0]
+
+    def search_with_transcript(self, *, audio: AudioSource | None = None, image: ImageSource | None = None,
+                               text: str | None = None, kind: str | Kind = "any",
+                               k: int = 10) -> tuple[list[Hit], str | None]:
+        """Hits best first, and the transcript of a spoken query when the bundle makes one (cascade)."""
         kinds = kinds_for(kind)
-        if not self.vectors:
-            return []
-        query, _ = encode_query(self.bundle, audio=audio, image=image, text=text)
         with self._lock:
             self._refresh()
-            return search_stores(query, self.vectors, self.metadata, kinds, k)
+        if not self.vectors:
+            return [], None
+        query, transcript = encode_query(self.bundle, audio=audio, image=image, text=text)
+        with self._lock:
+            return search_stores(query, self.vectors, self.metadata, kinds, k), transcript
 
     def _refresh(self) -> None:
-        """Pick up vectors another process saved since we loaded ours."""
+        """Pick up vectors another process saved since we loaded ours (or since the index was empty)."""
+        if not self.vectors:
+            recorded = self.metadata.bundle()
+            if recorded is not None:
+                self._open_vectors(recorded.dim)
+            return
         if any([store.reload_if_changed() for store in self.vectors.values()]):
             self._reconcile()
 

@@ -10,7 +10,7 @@ import click
 
 from . import errors
 from .bundles import list_bundles
-from .index import default_index_dir, open_index
+from .index import open_index
 
 # Exit codes: 0 ok, 1 engine error, 2 usage error (click's own), 3 bundle mismatch, 4 weights missing.
 EXIT_CODES = {errors.BundleMismatch: 3, errors.WeightsMissing: 4}
@@ -119,7 +119,7 @@ def search_cmd(audio, image, text, kind, k, index_dir, device, as_json) -> None:
     """Search the index by voice, image or text."""
     if sum(x is not None for x in (audio, image, text)) != 1:
         raise click.UsageError("give exactly one of --audio, --image, --text")
-    with open_index(index_dir, device=device) as idx:
+    with open_index(index_dir, device=device, create=False) as idx:
         hits, heard = idx.search_with_transcript(audio=audio, image=image, text=text, kind=kind, k=k)
     data = {"hits": [h.to_dict() for h in hits]}
     if heard is not None:
@@ -143,8 +143,7 @@ def format_hits(hits) -> str:
 @json_option
 def status_cmd(index_dir, as_json) -> None:
     """Show what an index holds."""
-    path = index_dir or default_index_dir()
-    with open_index(path) as idx:
+    with open_index(index_dir, create=False) as idx:
         status = idx.status()
     emit(status.to_dict(), as_json, format_status(status))
 

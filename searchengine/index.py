@@ -31,7 +31,7 @@ def default_index_dir() -> Path:
 
 def open_index(path: str | Path | None = None, bundle: str | Path | Bundle | None = None, *,
                device: str | None = None, rebuild: bool = False, clip_weights: str | None = None,
-               whisper_model: str | None = None) -> "Index":
+               whisper_model: str | None = None, create: bool = True) -> "Index":
     """Open (or create) the index at `path`.
 
     Args:
@@ -41,9 +41,13 @@ def open_index(path: str | Path | None = None, bundle: str | Path | Bundle | Non
         device: where models run ("cpu", "cuda"); default CUDA when present.
         rebuild: forget every embedding so the next `index()` re-embeds with the given bundle.
         clip_weights, whisper_model: local weight files for pretrained bundles.
+        create: when false, a directory without an index raises IndexStateError instead of becoming one.
     """
-    return Index(Path(path) if path else default_index_dir(), bundle, device=device, rebuild=rebuild,
-                 clip_weights=clip_weights, whisper_model=whisper_model)
+    path = Path(path).expanduser() if path else default_index_dir()
+    if not create and not (path / DB_FILE).is_file():
+        raise IndexStateError(f"no index at {path} (create one with `searchengine index FOLDER --index {path}`)")
+    return Index(path, bundle, device=device, rebuild=rebuild, clip_weights=clip_weights,
+                 whisper_model=whisper_model)
 
 
 class Index:

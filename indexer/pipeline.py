@@ -108,7 +108,9 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 — recorded as the file's skip reason
                 self._skip(item.paths, f"encoder failed: {type(exc).__name__}: {exc}"[:200], count=False)
                 continue
-            kept.append(item), vectors.append(vec[0]), transcripts.append(text[0])
+            kept.append(item)
+            vectors.append(vec[0])
+            transcripts.append(text[0])
         return kept, np.array(vectors, dtype=np.float32).reshape(len(kept), -1), transcripts
 
     def _encode_items(self, batch: list[Decoded]) -> tuple[np.ndarray, list[str | None]]:

@@ -46,7 +46,9 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
     """16-bit mono WAV with the standard library."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(rate)
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return path
 

@@ -269,3 +269,22 @@ def test_rebuild_with_the_same_bundle_reembeds_everything(idx, index_dir, media_
         report = again.index([media_dir])
         assert (report.added, report.embedded) == (6, 6)
         assert again.status().bundle.name == "tiny"
+
+
+def test_encoder_failure_skips_only_the_culprit(index_dir, tiny_bundle, media_dir, monkeypatch):
+    from searchengine.bundles.bundle import Bundle
+
+    make_image(media_dir / "photos" / "odd.png", 7, size=(13, 7))
+    real = Bundle.encode_images
+
+    def picky(self, images):
+        if any(img.size == (13, 7) for img in images):
+            raise ValueError("cannot embed this one")
+        return real(self, images)
+
+    monkeypatch.setattr(Bundle, "encode_images", picky)
+    with open_index(index_dir, tiny_bundle) as index:
+        report = index.index([media_dir])
+        assert [s.path.rsplit("/", 1)[1] for s in report.skipped] == ["odd.png"]
+        assert "encoder failed: ValueError" in report.skipped[0].reason
+        assert index.status().files == {"image": 3, "audio": 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import click
 
@@ -18,7 +19,7 @@ TOKEN_ENV = "SEARCHENGINE_TOKEN"
               help="Access token every /api call must carry (Bearer header or ?token=).")
 @click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Largest query upload accepted.")
-def serve_cmd(index_dir, host, port, token, max_upload_mb, device) -> None:
+def serve_cmd(index_dir, host, port, token, max_upload_mb, device, as_json) -> None:
     """Serve the search page and JSON API for an index."""
     import uvicorn
 
@@ -28,8 +29,11 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, device) -> None:
         if idx.status().bundle is not None:
             _ = idx.bundle  # load the models now: missing weights fail here, and the first search is not slow
         app = create_app(idx, token=token or None, max_upload_bytes=int(max_upload_mb * 2**20))
-        click.echo(f"searchengine: serving {idx.path} at {page_url(host, port)}"
-                   + (" (open it with ?token=<your token>)" if token else ""))
+        if as_json:  # one line a supervisor can parse before the server's own log starts
+            click.echo(json.dumps({"url": page_url(host, port), "index": str(idx.path), "token": bool(token)}))
+        else:
+            click.echo(f"searchengine: serving {idx.path} at {page_url(host, port)}"
+                       + (" (open it with ?token=<your token>)" if token else ""))
         if not token and not _is_loopback(host):
             click.echo(f"warning: {host} is reachable from other machines and no --token is set", err=True)
         uvicorn.run(app, host=host, port=port, log_level="info")
@@ -37,9 +41,9 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, device) -> None:
 
 # cli.py imports serve_cmd back to register it, so the shared options are attached only once it exists:
 # then either module can be imported first (cli.py must register it below its option definitions).
-from ..cli import device_option, index_option  # noqa: E402
+from ..cli import device_option, index_option, json_option  # noqa: E402
 
-serve_cmd = device_option(index_option(serve_cmd))
+serve_cmd = json_option(device_option(index_option(serve_cmd)))
 
 
 def page_url(host: str, port: int) -> str:

@@ -62,6 +62,7 @@ class TrainConfig:
     trainable_layers: int = 0
     backbone_lr_scale: float = 0.1
     pool: str = "attention"
+    pool_queries: int = 16
     speech_options: dict = field(default_factory=dict)  # other SpeechEncoderConfig fields (scratch sizes)
     augment_copies: int = 2
     distill_weight: float = 1.0

@@ -65,6 +65,7 @@ class TrainBar:
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Image-caption pairs per step.")
 @click.option("--frontend", default=None, help="Whisper front end of the speech encoder: tiny.en, base or a folder.")
 @click.option("--trainable-layers", type=click.IntRange(min=0), default=None, help="Top Whisper blocks to fine-tune.")
+@click.option("--pool-queries", type=click.IntRange(min=1), default=None, help="Attention-pooling queries of the head.")
 @click.option("--augment-copies", type=click.IntRange(min=0), default=None, help="Augmented copies per training clip.")
 @click.option("--distill-weight", type=click.FloatRange(min=0), default=None, help="Weight of the speech-to-caption loss.")
 @click.option("--name", default=None, help="Bundle name written into bundle.json.")

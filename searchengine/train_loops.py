@@ -166,6 +166,7 @@ def train_speech(run, towers, model_cfg: dict, ckpt: dict | None):
     try:
         encoder = LearnedSpeechEncoder(SpeechEncoderConfig(frontend=cfg.frontend, embed_dim=model_cfg["embed_dim"],
                                                            trainable_layers=cfg.trainable_layers, pool=cfg.pool,
+                                                           pool_queries=cfg.pool_queries,
                                                            **cfg.speech_options))
     except (SearchEngineError, ValueError, TypeError) as exc:
         raise TrainingError(f"cannot build the speech encoder: {exc}") from exc

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from searchengine.bundles import frontend, whisper
-from searchengine.bundles.speech import LearnedSpeechEncoder, SpeechEncoderConfig
+from searchengine.bundles.speech import AttentionPool, LearnedSpeechEncoder, SpeechEncoderConfig
 from searchengine.errors import BundleError, WeightsMissing
 
 SR = 16_000
@@ -198,8 +198,10 @@ def _perturb_head(model: LearnedSpeechEncoder) -> None:
                 p.add_(0.05 * torch.randn(p.shape, generator=g))
 
 
-def test_learned_encoder_batch_equals_single(spoken, tiny):
-    model = LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", embed_dim=64, trainable_layers=1), tiny)
+@pytest.mark.parametrize("queries", [1, 4])
+def test_learned_encoder_batch_equals_single(spoken, tiny, queries):
+    config = SpeechEncoderConfig(frontend="tiny.en", embed_dim=64, trainable_layers=1, pool_queries=queries)
+    model = LearnedSpeechEncoder(config, tiny)
     _perturb_head(model)
     clips = _clips(spoken)
     batched = model.encode(clips, batch_size=4)
@@ -222,9 +224,10 @@ def test_split_equals_forward_and_only_the_top_trains(spoken, tiny):
     assert tiny.blocks[-1].qkv.weight.grad is not None and model.proj.weight.grad is not None
 
 
-@pytest.mark.parametrize("trainable_layers,limit_mb", [(0, 1.5), (1, 10.0)])
-def test_save_load_round_trip(spoken, tiny, tmp_path, trainable_layers, limit_mb):
-    config = SpeechEncoderConfig(frontend="tiny.en", embed_dim=512, trainable_layers=trainable_layers)
+@pytest.mark.parametrize("trainable_layers,queries,limit_mb", [(0, 1, 1.5), (1, 1, 10.0), (0, 8, 7.0)])
+def test_save_load_round_trip(spoken, tiny, tmp_path, trainable_layers, queries, limit_mb):
+    config = SpeechEncoderConfig(frontend="tiny.en", embed_dim=512, trainable_layers=trainable_layers,
+                                 pool_queries=queries)
     model = LearnedSpeechEncoder(config, tiny)
     _perturb_head(model)
     model.save(tmp_path)
@@ -233,6 +236,28 @@ def test_save_load_round_trip(spoken, tiny, tmp_path, trainable_layers, limit_mb
     assert loaded.config == config
     clips = _clips(spoken)
     assert np.array_equal(loaded.encode(clips), model.encode(clips))
+
+
+def test_each_pool_query_is_a_weighted_mean_of_valid_frames():
+    pool = AttentionPool(3, queries=2)
+    with torch.no_grad():
+        pool.score.weight.copy_(torch.tensor([[10.0, 0, 0], [0, 10.0, 0]]))
+    frames = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [9.0, 9.0, 9.0]]])  # last frame is padding
+    pooled = torch.einsum("btq,btd->bqd", torch.softmax(pool.score(frames[:, :3]), dim=1), frames[:, :3])
+    out = pool(frames, torch.tensor([3]))
+    assert out.shape == (1, 6)
+    assert torch.allclose(out, pool.norm(pooled.flatten(1)), atol=1e-6)
+    assert pooled[0, 0].argmax() == 0 and pooled[0, 1].argmax() == 1  # each query follows its own frame
+
+
+def test_pool_settings_are_checked_and_old_configs_load():
+    for bad in ({"pool_queries": 0}, {"pool": "mean", "pool_queries": 2}):
+        with pytest.raises(ValueError):
+            SpeechEncoderConfig(**bad)
+    old = {k: v for k, v in SpeechEncoderConfig().to_dict().items() if k != "pool_queries"}
+    assert SpeechEncoderConfig.from_dict(old).pool_queries == 1
+    with pytest.raises(BundleError):
+        SpeechEncoderConfig.from_dict(dict(old, pool_queries=-1))
 
 
 def test_scratch_encoder_needs_no_weights(spoken, tmp_path, monkeypatch):

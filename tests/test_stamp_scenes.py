@@ -252,6 +252,22 @@ def test_planned_world_respects_split_rules_and_is_deterministic() -> None:
     assert manifest_lines(plans) != manifest_lines(plan_world(**world, seed=6))
 
 
+@needs_stamps
+def test_more_train_voices_add_speakers_and_leave_the_rest_alone() -> None:
+    objs = objects.select_objects(objects.discover_objects(), 12)
+    world = {"objs": objs, "bgs": list_backgrounds(), "voices": voices.all_voices(), "n_scenes": 200, "n_captions": 2}
+    one, three = manifest_lines(plan_world(**world, seed=5)), manifest_lines(plan_world(**world, seed=5, train_voices=3))
+    assert [r for r in three if "_v" not in r["audio"]] == one  # first voices, dev and test unchanged
+    extra = [r for r in three if "_v" in r["audio"]]
+    assert len(extra) == 2 * sum(r["split"] == "train" for r in one) and {r["split"] for r in extra} == {"train"}
+    by_text: dict[tuple[str, str], set[str]] = {}
+    for r in three:
+        by_text.setdefault((r["image"], r["text"]), set()).add(r["voice"])
+    train_pool = {v.id for v in voices.voice_pools(voices.all_voices())["train"]}
+    assert all(len(v) == 3 and v <= train_pool for (img, _), v in by_text.items()
+               if any(r["image"] == img and r["split"] == "train" for r in one))
+
+
 # ---- synthesis and the end-to-end build --------------------------------------------------------
 
 
@@ -297,3 +313,12 @@ def test_end_to_end_build(tmp_path: Path) -> None:
     assert {r["voice"] for r in recs if r["split"] == "train"} <= set(world["voice_pools"]["train"])
     cfg = BuildConfig(out=out, seed=3, scenes=6, objects=10, captions_per_image=1, size=128, voices=("espeak", "flite"))
     assert manifest_lines(prepare(cfg)[2]) == recs
+    # A second run over the same folder keeps the finished files and only adds what is new.
+    kept = out / recs[0]["audio"]
+    stamp = kept.stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "make_stamp_scenes.py"), *args, "--train-voices", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    more = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert kept.stat().st_mtime_ns == stamp and len(more) == 6 + sum(r["split"] == "train" for r in recs)
+    assert all((out / r["audio"]).is_file() for r in more) and not list(out.rglob("*.partial*"))

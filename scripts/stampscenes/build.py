@@ -34,6 +34,7 @@ class BuildConfig:
     size: int = 224
     jobs: int = 2
     voices: tuple[str, ...] = ()
+    train_voices: int = 1
     fractions: tuple[float, float, float] = splits.DEFAULT_FRACTIONS
 
 
@@ -46,12 +47,18 @@ class SceneTiming:
 
 
 def render_task(args: tuple[ScenePlan, int, str, dict[str, Voice]]) -> SceneTiming:
-    """Worker: write one scene's JPEG and its spoken captions."""
+    """Worker: write one scene's JPEG and its spoken captions, skipping files an earlier run finished.
+
+    Every file is written under a temporary name and renamed, so one that exists is complete.
+    """
     plan, size, out, voices = args
     timing, t0 = SceneTiming(), time.perf_counter()
-    save_scene(plan, size, Path(out))
+    if not (Path(out) / plan.image).exists():
+        save_scene(plan, size, Path(out))
     timing.image_s = time.perf_counter() - t0
     for clip in plan.clips:
+        if (Path(out) / clip.audio).exists():
+            continue
         voice, t0 = voices[clip.voice], time.perf_counter()
         synthesize(voice, clip.text, Path(out) / clip.audio)
         timing.tts_s.append((voice.engine, time.perf_counter() - t0))
@@ -111,12 +118,15 @@ def world_record(cfg: BuildConfig, objs: list[StampObject], plans: list[ScenePla
 
 def prepare(cfg: BuildConfig) -> tuple[list[StampObject], list[Voice], list[ScenePlan]]:
     """Objects, voices and scene plans for a config, without writing anything."""
+    if cfg.train_voices < 1:
+        raise ValueError("--train-voices must be at least 1")
     objs = select_objects(discover_objects(), cfg.objects, cfg.object_seed)
     voices = installed(filter_voices(all_voices(), list(cfg.voices)))
     pools = voice_pools(voices)
     if not pools["train"] or not pools["test"]:
         raise ValueError("need both train and held-out voices (check --voices and that espeak-ng/flite/festival and sox are installed)")
-    plans = plan_world(objs, list_backgrounds(), voices, cfg.scenes, cfg.captions_per_image, cfg.seed, cfg.fractions)
+    plans = plan_world(objs, list_backgrounds(), voices, cfg.scenes, cfg.captions_per_image, cfg.seed, cfg.fractions,
+                       cfg.train_voices)
     return objs, voices, plans
 
 

@@ -48,5 +48,7 @@ def save_scene(plan: ScenePlan, size: int, out_dir: Path) -> Path:
     """Render and write the scene's JPEG under out_dir; returns its path."""
     path = out_dir / plan.image
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_scene(plan, size).save(path, "JPEG", quality=JPEG_QUALITY)
+    partial = path.with_name(path.name + ".partial")
+    render_scene(plan, size).save(partial, "JPEG", quality=JPEG_QUALITY)
+    partial.replace(path)
     return path

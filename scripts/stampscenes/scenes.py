@@ -96,9 +96,13 @@ def _draft_scene(objs: dict[str, StampObject], bgs: list[Background], n_captions
 
 def plan_world(
     objs: list[StampObject], bgs: list[Background], voices: list[Voice], n_scenes: int, n_captions: int,
-    seed: int, fractions: tuple[float, float, float] = splits.DEFAULT_FRACTIONS,
+    seed: int, fractions: tuple[float, float, float] = splits.DEFAULT_FRACTIONS, train_voices: int = 1,
 ) -> list[ScenePlan]:
-    """All scene plans: drafts and splits from one random stream, voices from a second one."""
+    """All scene plans: drafts and splits from one random stream, voices from a second one.
+
+    train_voices > 1 has every train caption spoken again by other train voices, drawn from a third
+    stream, so the first voice of each caption (and the whole dev/test side) stays as with 1.
+    """
     rng = random.Random(f"stampscenes:{seed}:scenes")
     by_id = {o.id: o for o in sorted(objs, key=lambda o: o.id)}
     assigner = splits.SplitAssigner(random.Random(f"stampscenes:{seed}:splits"), fractions)
@@ -107,9 +111,24 @@ def plan_world(
     split_of = splits.ensure_objects_seen(combos, [assigner.assign(c) for c in combos])
     # A separate stream for voices: changing the voice list must not change images or captions.
     vrng, pools = random.Random(f"stampscenes:{seed}:voices"), voice_pools(voices)
+    xrng = random.Random(f"stampscenes:{seed}:more-voices")
     plans = []
     for i, (d, split) in enumerate(zip(drafts, split_of)):
         clips = tuple(Clip(t, pick_voice(pools[split], vrng).id, f"audio/{i:06d}_{k}.wav") for k, t in enumerate(d.texts))
+        if split == "train" and train_voices > 1:
+            clips += _more_voices(clips, train_voices, pools[split], xrng)
         sources = tuple(by_id[p.obj_id].source for p in d.placements)
         plans.append(ScenePlan(i, split, f"images/{i:06d}.jpg", d.background, d.crop, tuple(d.placements), sources, clips))
     return plans
+
+
+def _more_voices(clips: tuple[Clip, ...], n_voices: int, pool: list[Voice], rng: random.Random) -> tuple[Clip, ...]:
+    """Each caption again in up to n_voices - 1 further voices of the pool, each unlike its others."""
+    extra = []
+    for clip in clips:
+        used = {clip.voice}
+        for j in range(1, min(n_voices, len(pool))):
+            voice = pick_voice([v for v in pool if v.id not in used], rng)
+            used.add(voice.id)
+            extra.append(Clip(clip.text, voice.id, clip.audio.replace(".wav", f"_v{j}.wav")))
+    return tuple(extra)

@@ -108,5 +108,7 @@ def synthesize(voice: Voice, text: str, out_wav: Path) -> None:
         text_file.write_text(text + "\n", encoding="utf-8")
         subprocess.run(_engine_command(voice, text_file, raw), check=True, capture_output=True, timeout=120)
         # -R: repeatable dither, so the same text and voice always give the same bytes.
-        sox = ["sox", "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(out_wav), "norm", "-3"]
+        partial = out_wav.with_name(out_wav.name + ".partial.wav")  # renamed into place once complete
+        sox = ["sox", "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(partial), "norm", "-3"]
         subprocess.run(sox, check=True, capture_output=True, timeout=120)
+        partial.replace(out_wav)

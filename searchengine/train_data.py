@@ -203,8 +203,13 @@ def time_mask(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Gener
     return out
 
 
-def extract_features(encoder, waves: list[np.ndarray], batch_size: int = 16, progress=None) -> list[torch.Tensor]:
-    """encoder.frozen_features for every clip, batched by length; one [T_i, D] tensor per clip."""
+def extract_features(encoder, waves: list[np.ndarray], batch_size: int = 16, progress=None,
+                     transform=None) -> list[torch.Tensor]:
+    """encoder.frozen_features for every clip, batched by length; one [T_i, D] tensor per clip.
+
+    transform(i, wave), when given, makes the clip actually encoded (an augmented copy) one batch
+    at a time, so a large split never holds a second copy of all its audio in memory.
+    """
     from .bundles.frontend import log_mel
 
     out: list[torch.Tensor | None] = [None] * len(waves)
@@ -212,7 +217,8 @@ def extract_features(encoder, waves: list[np.ndarray], batch_size: int = 16, pro
     max_samples = int(encoder.config.max_seconds * 16_000)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        mel, lengths = log_mel([torch.as_tensor(waves[i][:max_samples]) for i in idx], encoder.device)
+        clips = [transform(i, waves[i]) if transform else waves[i] for i in idx]
+        mel, lengths = log_mel([torch.as_tensor(clip[:max_samples]) for clip in clips], encoder.device)
         feats, feat_lengths = encoder.frozen_features(mel, lengths)
         for j, i in enumerate(idx):
             out[i] = feats[j, : int(feat_lengths[j])].to(torch.float16).cpu()

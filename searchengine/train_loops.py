@@ -323,18 +323,17 @@ def _read_bank(path: Path) -> FeatureBank | None:
 
 def _extract_version(run, encoder, waves: list[np.ndarray], copy: int, label: str) -> FeatureBank:
     """Version 0 is the clips as recorded; later versions are augmented copies."""
-    clips = waves if copy == 0 else [augment_wave(w, _clip_generator(run.seed, i, copy)) for i, w in enumerate(waves)]
-    return FeatureBank.from_list(_extract(run, encoder, clips, label), list(range(len(waves))))
+    def augmented(i: int, wave: np.ndarray) -> np.ndarray:
+        return augment_wave(wave, _clip_generator(run.seed, i, copy))
 
-
-def _extract(run, encoder, clips: list[np.ndarray], label: str) -> list[torch.Tensor]:
     done = [0]
 
     def tick(n: int) -> None:
         done[0] += n
-        run._stage("features", label, done[0], len(clips))
+        run._stage("features", label, done[0], len(waves))
 
-    return extract_features(encoder, clips, progress=tick)
+    feats = extract_features(encoder, waves, progress=tick, transform=augmented if copy else None)
+    return FeatureBank.from_list(feats, list(range(len(waves))))
 
 
 def _clip_generator(seed: int, clip: int, copy: int) -> torch.Generator:

@@ -212,6 +212,21 @@ def test_learned_encoder_batch_equals_single(spoken, tiny, queries):
     assert model.encode([]).shape == (0, 64)
 
 
+def test_augmented_features_are_made_batch_by_batch(spoken, tiny):
+    from searchengine.train_data import augment_wave, extract_features
+
+    model = LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", embed_dim=64), tiny)
+    clips = [np.asarray(c, dtype=np.float32) for c in _clips(spoken)]
+    def augment(i, wave):
+        return augment_wave(wave, torch.Generator().manual_seed(i))
+    lazy = extract_features(model, clips, batch_size=2, transform=augment)
+    eager = extract_features(model, [augment(i, w) for i, w in enumerate(clips)], batch_size=2)
+    plain = extract_features(model, clips, batch_size=2)
+    assert [f.shape for f in lazy] == [f.shape for f in eager]
+    assert max(float((a.float() - b.float()).abs().max()) for a, b in zip(lazy, eager)) < 1e-2
+    assert all(a.shape != b.shape or float((a.float() - b.float()).abs().max()) > 1e-2 for a, b in zip(lazy, plain))
+
+
 def test_split_equals_forward_and_only_the_top_trains(spoken, tiny):
     model = LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", embed_dim=32, trainable_layers=1), tiny)
     mel, lengths = frontend.log_mel(_clips(spoken))

@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 ENGINE = str(Path(sys.executable).with_name("searchengine"))
+BUNDLE_CHANGED = 3  # the CLI's exit code for an index built with other weights
 
 
 def engine(*args: str, capture: bool = False) -> str:
@@ -18,11 +19,23 @@ def engine(*args: str, capture: bool = False) -> str:
     return done.stdout or ""
 
 
+def index_samples(index: str) -> None:
+    """Index the sample folder; a demo index left by an older bundle is re-embedded, not an error."""
+    args = ["index", str(SAMPLES / "media"), "--index", index, "--bundle", "stamp-scenes-small"]
+    done = subprocess.run([ENGINE, *args], text=True, stderr=subprocess.PIPE)
+    if done.returncode == BUNDLE_CHANGED:
+        print("   (the bundled model changed since this demo index was built: re-embedding everything)", flush=True)
+        engine(*args, "--rebuild")
+    elif done.returncode:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(done.returncode)
+
+
 def main(index: str) -> None:
     queries = json.loads((SAMPLES / "queries" / "queries.json").read_text())
     said = {line["audio"]: line["text"] for line in map(json.loads, (SAMPLES / "media" / "manifest.jsonl").open())}
     print("== indexing samples/media (photos + spoken captions) with the bundled model", flush=True)
-    engine("index", str(SAMPLES / "media"), "--index", index, "--bundle", "stamp-scenes-small")
+    index_samples(index)
     voice = queries["voice-query.wav"]
     print(f'\n== voice → photos: samples/queries/voice-query.wav ({voice["voice"]}): "{voice["text"]}"', flush=True)
     engine("search", "--audio", str(SAMPLES / "queries" / "voice-query.wav"), "--kind", "image", "-k", "3", "--index", index)

@@ -17,7 +17,7 @@ from PIL import Image
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-from stampscenes import captions, layout, objects, phrases, splits, voices  # noqa: E402
+from stampscenes import captions, heldout, layout, objects, phrases, splits, voices  # noqa: E402
 from stampscenes.backgrounds import list_backgrounds  # noqa: E402
 from stampscenes.build import BuildConfig, manifest_lines, prepare  # noqa: E402
 from stampscenes.layout import Placement  # noqa: E402
@@ -322,3 +322,43 @@ def test_end_to_end_build(tmp_path: Path) -> None:
     more = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert kept.stat().st_mtime_ns == stamp and len(more) == 6 + sum(r["split"] == "train" for r in recs)
     assert all((out / r["audio"]).is_file() for r in more) and not list(out.rglob("*.partial*"))
+
+
+# ---- a held-out manifest from a second world ---------------------------------------------------
+
+
+def _record(image: str, objs: list[str], split: str) -> dict:
+    return {"image": f"images/{image}.jpg", "audio": f"audio/{image}_0.wav", "text": " and ".join(objs),
+            "voice": "flite:slt", "split": split, "objects": objs}
+
+
+def _write_manifest(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_heldout_manifest_drops_combinations_seen_in_any_train_split(tmp_path: Path) -> None:
+    train_a = _write_manifest(tmp_path / "a" / "manifest.jsonl", [
+        _record("0", ["hen", "duck"], "train"), _record("1", ["kettle", "apple"], "test")])
+    train_b = _write_manifest(tmp_path / "b" / "manifest.jsonl", [_record("0", ["truck", "hen", "hen"], "train")])
+    world = tmp_path / "other"
+    _write_manifest(world / "manifest.jsonl", [
+        _record("0", ["duck", "hen"], "test"),           # seen in a's train (order does not matter)
+        _record("1", ["hen", "truck", "hen"], "test"),   # seen in b's train (repeats count)
+        _record("2", ["hen", "truck"], "test"),          # a different multiset: unseen
+        _record("3", ["kettle", "apple"], "test"),       # only in a's test split: unseen by training
+        _record("4", ["hen"], "test"),                    # single objects are always kept
+        _record("5", ["apple", "duck"], "train"),        # not a test scene
+    ])
+    summary = heldout.write_heldout_manifest(world, [train_a, train_b], world / "heldout.jsonl")
+    kept = heldout.read_records(world / "heldout.jsonl")
+    assert [r["image"] for r in kept] == ["images/2.jpg", "images/3.jpg", "images/4.jpg"]
+    assert summary["clips"] == 3 and summary["images"] == 3 and summary["train_combinations"] == 2
+
+
+def test_heldout_manifest_must_sit_beside_the_world_media(tmp_path: Path) -> None:
+    world = tmp_path / "other"
+    _write_manifest(world / "manifest.jsonl", [_record("0", ["hen"], "test")])
+    with pytest.raises(ValueError, match="world's folder"):
+        heldout.write_heldout_manifest(world, [], tmp_path / "elsewhere.jsonl")

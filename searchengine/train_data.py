@@ -6,6 +6,8 @@ pure functions with no training loop around them.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +205,24 @@ def time_mask(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Gener
     return out
 
 
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+@functools.lru_cache(maxsize=1)
+def limit_heap_fragmentation(threshold: int = 64 * 1024) -> bool:
+    """Have glibc serve allocations of `threshold` bytes and more with mmap; False where it cannot.
+
+    Feature extraction keeps one ~150 KB tensor per clip while large activations come and go between
+    them. glibc raises its mmap threshold after the first large free, so the kept tensors land in the
+    heap among freed holes it never returns: 0.38 GB of features held 3.4 GB of memory (3000 clips),
+    and a 32k-clip split passed 24 GiB. A fixed threshold keeps that at 0.45 GB.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False  # not glibc (macOS, musl): their allocators do not show this pattern
+
+
 def extract_features(encoder, waves: list[np.ndarray], batch_size: int = 16, progress=None,
                      transform=None) -> list[torch.Tensor]:
     """encoder.frozen_features for every clip, batched by length; one [T_i, D] tensor per clip.
@@ -212,6 +232,7 @@ def extract_features(encoder, waves: list[np.ndarray], batch_size: int = 16, pro
     """
     from .bundles.frontend import log_mel
 
+    limit_heap_fragmentation()
     out: list[torch.Tensor | None] = [None] * len(waves)
     order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
     max_samples = int(encoder.config.max_seconds * 16_000)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import platform
 import shutil
 import subprocess
+import sys
 import wave
 
 import numpy as np
@@ -308,3 +310,11 @@ def test_tiny_scratch_encoder_overfits_four_clips():
         loss.backward()
         optimiser.step()
     assert (model(mel, lengths) * targets).sum(-1).min() > 0.9
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc only")
+def test_feature_extraction_fixes_the_glibc_mmap_threshold() -> None:
+    from searchengine.train_data import limit_heap_fragmentation
+
+    limit_heap_fragmentation.cache_clear()
+    assert limit_heap_fragmentation() is True  # mallopt accepted the fixed threshold

@@ -63,6 +63,7 @@ class TrainConfig:
     backbone_lr_scale: float = 0.1
     pool: str = "attention"
     pool_queries: int = 16
+    text_lr_scale: float = 0.1  # the text pool's copy of the text tower learns this much slower (0: frozen)
     speech_options: dict = field(default_factory=dict)  # other SpeechEncoderConfig fields (scratch sizes)
     augment_copies: int = 2
     distill_weight: float = 1.0

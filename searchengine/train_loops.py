@@ -163,11 +163,14 @@ def train_speech(run, towers, model_cfg: dict, ckpt: dict | None):
 
     cfg = run.config
     seed_everything(run.seed, "speech-init")
+    text_tower = towers.text_tower_shape() if cfg.pool == "text" else None
     try:
         encoder = LearnedSpeechEncoder(SpeechEncoderConfig(frontend=cfg.frontend, embed_dim=model_cfg["embed_dim"],
                                                            trainable_layers=cfg.trainable_layers, pool=cfg.pool,
-                                                           pool_queries=cfg.pool_queries,
+                                                           pool_queries=cfg.pool_queries, text_tower=text_tower,
                                                            **cfg.speech_options))
+        if text_tower is not None:
+            encoder.pool.load_text_tower(towers.text_tower_parts())
     except (SearchEngineError, ValueError, TypeError) as exc:
         raise TrainingError(f"cannot build the speech encoder: {exc}") from exc
     encoder = encoder.to(run.device)
@@ -191,7 +194,14 @@ class _SpeechLoop:
     def _param_groups(self) -> list[dict]:
         """Head, temperature, and the fine-tuned Whisper blocks at a lower rate (they start pretrained)."""
         head = torch.nn.ModuleDict({"pool": self.encoder.pool, "proj": self.encoder.proj})
-        groups = param_groups(head, self.cfg.weight_decay) + [{"params": [self.scale], "weight_decay": 0.0}]
+        copied = getattr(self.encoder.pool, "copied", lambda: {})()  # a text tower copy starts trained
+        for param in copied.values():
+            param.requires_grad_(self.cfg.text_lr_scale > 0)
+        own = {id(p) for p in copied.values()}
+        groups = [dict(g, params=[p for p in g["params"] if id(p) not in own])
+                  for g in param_groups(head, self.cfg.weight_decay)]
+        groups += [dict(g, lr_scale=self.cfg.text_lr_scale) for g in _named_groups(copied, self.cfg.weight_decay)]
+        groups.append({"params": [self.scale], "weight_decay": 0.0})
         if not self.encoder.scratch:
             scale = self.cfg.backbone_lr_scale
             groups += [dict(g, lr_scale=scale) for g in param_groups(self.encoder.backbone, self.cfg.weight_decay)]
@@ -274,6 +284,12 @@ class _SpeechLoop:
         vecs = embed_bank(self.encoder, self.dev_bank)
         s2i, i2s = both_ways(vecs, self.dev_image_vecs, self.run.dev.image_of)
         return {"speech_to_image_R@1": s2i["R@1"], "speech_to_image_R@5": s2i["R@5"], "image_to_speech_R@1": i2s["R@1"]}
+
+
+def _named_groups(named: dict[str, torch.nn.Parameter], weight_decay: float) -> list[dict]:
+    """param_groups' decay split for a dict of named parameters."""
+    holder = torch.nn.ParameterDict({k.replace(".", "/"): p for k, p in named.items()})
+    return param_groups(holder, weight_decay)
 
 
 @torch.no_grad()

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from searchengine.bundles import frontend, whisper
-from searchengine.bundles.speech import AttentionPool, LearnedSpeechEncoder, SpeechEncoderConfig
+from searchengine.bundles.pooling import AttentionPool, TextTowerPool
+from searchengine.bundles.speech import LearnedSpeechEncoder, SpeechEncoderConfig
 from searchengine.errors import BundleError, WeightsMissing
 
 SR = 16_000
@@ -265,6 +266,51 @@ def test_each_pool_query_is_a_weighted_mean_of_valid_frames():
     assert out.shape == (1, 6)
     assert torch.allclose(out, pool.norm(pooled.flatten(1)), atol=1e-6)
     assert pooled[0, 0].argmax() == 0 and pooled[0, 1].argmax() == 1  # each query follows its own frame
+
+
+def _text_towers():
+    from conftest import TINY_CLIP
+    from searchengine.bundles import clip
+
+    torch.manual_seed(0)
+    return clip.build_custom(TINY_CLIP, "cpu")
+
+
+def test_text_pool_reads_word_embeddings_exactly_as_the_text_tower_does():
+    towers = _text_towers()
+    captions = ["a red apple", "two ducks on a beach at night"]
+    for caption in captions:
+        tokens = towers.tokenizer([caption])[0]
+        words = int((tokens != 0).sum()) - 2  # between the start and end tokens
+        pool = TextTowerPool(8, words, towers.text_tower_shape(), towers.dim)
+        before = pool.read(towers.model.token_embedding.weight[tokens[1:words + 1]][None].detach())
+        pool.load_text_tower(towers.text_tower_parts())
+        with torch.no_grad():
+            read = pool.read(towers.model.token_embedding.weight[tokens[1:words + 1]][None])
+        expected = towers.encode_texts([caption])
+        assert np.allclose(torch.nn.functional.normalize(read, dim=-1).numpy(), expected, atol=1e-5)
+        assert not np.allclose(torch.nn.functional.normalize(before, dim=-1).detach().numpy(), expected, atol=1e-2)
+
+
+def test_text_pool_encoder_round_trips_and_is_checked(spoken, tiny, tmp_path):
+    towers = _text_towers()
+    config = SpeechEncoderConfig(frontend="tiny.en", embed_dim=towers.dim, pool="text", pool_queries=4,
+                                 text_tower=towers.text_tower_shape())
+    model = LearnedSpeechEncoder(config, tiny)
+    model.pool.load_text_tower(towers.text_tower_parts())
+    _perturb_head(model)
+    model.save(tmp_path)
+    loaded = LearnedSpeechEncoder.load(tmp_path, device="cpu")
+    clips = _clips(spoken)
+    vectors = model.encode(clips)
+    assert loaded.config == config and vectors.shape == (4, towers.dim)
+    assert np.array_equal(loaded.encode(clips), vectors)
+    assert np.abs(vectors - model.encode(clips[::-1])[::-1]).max() < 1e-5  # no leaks across a batch
+    with pytest.raises(ValueError, match="text_tower"):
+        SpeechEncoderConfig(pool="text")
+    with pytest.raises(ValueError, match="context"):
+        LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", pool="text", pool_queries=15,
+                                                 text_tower=towers.text_tower_shape()), tiny)
 
 
 def test_pool_settings_are_checked_and_old_configs_load():

@@ -264,3 +264,21 @@ def test_bad_settings_are_training_errors(world, tmp_path):
         train_bundle(world, tmp_path / "x", config=_config(batch_size=1))
     with pytest.raises(TrainingError, match="from-bundle"):
         train_bundle(world, tmp_path / "y", from_bundle=str(tmp_path / "nowhere"), config=_config())
+
+
+def test_text_pool_head_starts_from_the_bundles_text_tower(trained, world, tmp_path):
+    out, _, _ = trained
+    text = load_bundle(out, device="cpu").towers.text_tower_parts()
+    runs = {}
+    for scale in (0.0, 0.1):
+        directory = tmp_path / f"text-{scale}"
+        train_bundle(world, directory, from_bundle=str(out), seed=0,
+                     config=_config(pool="text", pool_queries=2, text_lr_scale=scale))
+        runs[scale] = torch.load(directory / "speech.pt", weights_only=True)
+        encoder = load_bundle(directory, device="cpu").speech.encoder
+        assert encoder.config.pool == "text" and encoder.config.text_tower["width"] == TINY_CLIP["text_cfg"]["width"]
+    half = text["projection"].half()
+    assert torch.equal(runs[0.0]["pool.projection"], half)  # frozen copy: still the tower's own
+    assert not torch.equal(runs[0.1]["pool.projection"], half)  # learning copy: moved
+    assert not torch.equal(runs[0.0]["pool.to_token.weight"], runs[0.1]["pool.to_token.weight"])
+    assert runs[0.0]["pool.score.weight"].abs().sum() > 0  # the queries learned where to listen

@@ -47,6 +47,28 @@ class ClipTowers:
                 out.append(_unit_numpy(self.model.encode_text(tokens)))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
+    def text_tower_parts(self) -> dict:
+        """The text transformer's weights as plain tensors, for a speech head that reads like it.
+
+        Only open_clip's default text tower (learned positions, causal mask, pooling at the end
+        token, a projection matrix) is supported; others raise ValueError.
+        """
+        model = self.model
+        if getattr(model, "text_pool_type", "argmax") != "argmax" or not torch.is_tensor(model.text_projection):
+            raise ValueError("this text tower does not pool at its end token through a projection matrix")
+        embed = model.token_embedding.weight.detach().float().cpu()
+        blocks = [{k: v.detach().float().cpu() for k, v in b.state_dict().items()} for b in model.transformer.resblocks]
+        return {"start": embed[self.tokenizer.sot_token_id], "end": embed[self.tokenizer.eot_token_id],
+                "positional": model.positional_embedding.detach().float().cpu(), "blocks": blocks,
+                "ln_final": {k: v.detach().float().cpu() for k, v in model.ln_final.state_dict().items()},
+                "projection": model.text_projection.detach().float().cpu()}
+
+    def text_tower_shape(self) -> dict:
+        """width, heads, layers and context_length of the text transformer."""
+        transformer = self.model.transformer
+        return {"width": transformer.width, "heads": transformer.resblocks[0].attn.num_heads,
+                "layers": len(transformer.resblocks), "context_length": self.model.context_length}
+
 
 def _unit_numpy(feats: torch.Tensor) -> np.ndarray:
     """Normalise in float32 (fp16 norms lose precision) and leave the GPU."""

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchengine.bundles.whisper import WhisperEncoder, length_mask, load_whisper_encoder
+from searchengine.bundles.pooling import POOLS, build_pool
+from searchengine.bundles.whisper import WhisperEncoder, load_whisper_encoder
 from searchengine.errors import BundleError
 
 CONFIG_FILE = "speech.json"
@@ -49,6 +50,7 @@ class SpeechEncoderConfig:
     width: int = 256
     layers: int = 4
     heads: int = 4
+    text_tower: dict | None = None  # shape of the CLIP text transformer the "text" pool copies
 
     def __post_init__(self):
         if self.pool not in POOLS:
@@ -57,6 +59,8 @@ class SpeechEncoderConfig:
             raise ValueError("embed_dim must be >= 1, trainable_layers >= 0, max_seconds > 0")
         if self.pool_queries < 1 or (self.pool == "mean" and self.pool_queries != 1):
             raise ValueError("pool_queries must be >= 1, and 1 for mean pooling")
+        if self.pool == "text" and not self.text_tower:
+            raise ValueError("the text pool needs text_tower: the width, heads, layers and context_length")
         if self.frontend is not None and self.max_seconds > WHISPER_MAX_SECONDS:
             raise ValueError(f"Whisper front ends take at most {WHISPER_MAX_SECONDS:g} s")
         if self.frontend is None and self.width % self.heads:
@@ -75,48 +79,6 @@ class SpeechEncoderConfig:
             return cls(**data)
         except (TypeError, ValueError) as exc:
             raise BundleError(f"invalid speech encoder settings: {exc}") from exc
-
-
-class AttentionPool(nn.Module):
-    """Weighted means of the valid frames, one per query, each weighted by a learned softmax over frames.
-
-    Several queries let the pool keep the words of a caption apart (one query can follow the first
-    object named, another the second) where a single weighted mean blurs them into one average:
-    on the stamp-scenes dev split, 16 queries lifted speech->image R@1 from 0.37 to 0.48.
-    """
-
-    def __init__(self, dim: int, queries: int = 1):
-        super().__init__()
-        self.queries = queries
-        self.score = nn.Linear(dim, queries)
-        # Zero init: training starts from plain mean pooling, which is already a sound summary.
-        nn.init.zeros_(self.score.weight)
-        nn.init.zeros_(self.score.bias)
-        # The concatenated means differ in scale per query; a LayerNorm evens them for the projection.
-        self.norm = nn.LayerNorm(dim * queries) if queries > 1 else nn.Identity()
-
-    @property
-    def out_dim_factor(self) -> int:
-        return self.queries
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = length_mask(lengths, x.shape[1])
-        scores = self.score(x).float().masked_fill(~mask[:, :, None], float("-inf"))
-        weights = torch.softmax(scores, dim=1)  # [B, T, queries]
-        return self.norm(torch.einsum("btq,btd->bqd", weights, x.float()).flatten(1))
-
-
-class MeanPool(nn.Module):
-    """Plain mean of the valid frames (an ablation of AttentionPool)."""
-
-    out_dim_factor = 1
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = length_mask(lengths, x.shape[1])[:, :, None].float()
-        return (x.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-
-POOLS = {"attention": AttentionPool, "mean": lambda dim, queries=1: MeanPool()}
 
 
 def _scratch_backbone(config: SpeechEncoderConfig) -> WhisperEncoder:
@@ -152,8 +114,10 @@ class LearnedSpeechEncoder(nn.Module):
             raise ValueError(f"trainable_layers={config.trainable_layers} but the encoder has {backbone.n_layers}")
         self.backbone = backbone
         self.n_frozen = 0 if self.scratch else backbone.n_layers - config.trainable_layers
-        self.pool = POOLS[config.pool](backbone.d_model, config.pool_queries)
-        self.proj = nn.Linear(backbone.d_model * self.pool.out_dim_factor, config.embed_dim)
+        self.pool = build_pool(config.pool, backbone.d_model, config.pool_queries, config.text_tower,
+                               config.embed_dim)
+        # The text pool ends in the text tower's own projection into the shared space.
+        self.proj = nn.Identity() if self.pool.projects else nn.Linear(self.pool.out_features, config.embed_dim)
         for name, param in self.named_parameters():
             param.requires_grad_(not self._is_frozen(name))
 
@@ -207,8 +171,7 @@ class LearnedSpeechEncoder(nn.Module):
             x, lengths = self.backbone.embed(features.transpose(1, 2), lengths)
         if self._runs_top():
             x = self.backbone.ln_post(self.backbone.run_blocks(x, lengths, self.n_frozen))
-        pooled = self.pool(x, lengths)
-        return F.normalize(self.proj(pooled.to(self.proj.weight.dtype)).float(), dim=-1)
+        return F.normalize(self.proj(self.pool(x, lengths)).float(), dim=-1)
 
     def forward(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """mel [B, 80, T] (zero-padded), lengths [B] in mel frames -> [B, embed_dim] unit vectors."""

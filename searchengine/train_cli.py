@@ -65,8 +65,9 @@ class TrainBar:
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Image-caption pairs per step.")
 @click.option("--frontend", default=None, help="Whisper front end of the speech encoder: tiny.en, base or a folder.")
 @click.option("--trainable-layers", type=click.IntRange(min=0), default=None, help="Top Whisper blocks to fine-tune.")
-@click.option("--pool", type=click.Choice(["attention", "mean", "text"]), default=None,
-              help="Speech head: attention pooling + projection, or queries read by a copy of the text tower.")
+@click.option("--pool", default=None,
+              help="Speech head: attention, text (queries read by a copy of the text tower), mean, "
+                   "or several joined by + (an ensemble: the mean of their vectors).")
 @click.option("--pool-queries", type=click.IntRange(min=1), default=None, help="Attention-pooling queries of the head.")
 @click.option("--augment-copies", type=click.IntRange(min=0), default=None, help="Augmented copies per training clip.")
 @click.option("--distill-weight", type=click.FloatRange(min=0), default=None, help="Weight of the speech-to-caption loss.")

@@ -16,7 +16,8 @@ import torch
 
 from .errors import SearchEngineError, TrainingError
 from .evaluate import both_ways
-from .train import TrainEvent, _cpu_state, _set_lr, file_sha1, lr_at, param_groups, seed_everything
+from .train import (TrainEvent, _cpu_state, _set_lr, decay_groups, file_sha1, lr_at, param_groups,
+                    seed_everything)
 from .train_data import (FeatureBank, SplitData, augment_wave, clamp_logit_scale, cosine_distill, epoch_batches,
                          extract_features, info_nce, load_images, load_waves, time_mask)
 
@@ -163,14 +164,15 @@ def train_speech(run, towers, model_cfg: dict, ckpt: dict | None):
 
     cfg = run.config
     seed_everything(run.seed, "speech-init")
-    text_tower = towers.text_tower_shape() if cfg.pool == "text" else None
+    text_tower = towers.text_tower_shape() if "text" in cfg.pool.split("+") else None
     try:
         encoder = LearnedSpeechEncoder(SpeechEncoderConfig(frontend=cfg.frontend, embed_dim=model_cfg["embed_dim"],
                                                            trainable_layers=cfg.trainable_layers, pool=cfg.pool,
                                                            pool_queries=cfg.pool_queries, text_tower=text_tower,
                                                            **cfg.speech_options))
-        if text_tower is not None:
-            encoder.pool.load_text_tower(towers.text_tower_parts())
+        for pool, _ in encoder.heads:
+            if hasattr(pool, "load_text_tower"):
+                pool.load_text_tower(towers.text_tower_parts())
     except (SearchEngineError, ValueError, TypeError) as exc:
         raise TrainingError(f"cannot build the speech encoder: {exc}") from exc
     encoder = encoder.to(run.device)
@@ -188,19 +190,22 @@ class _SpeechLoop:
 
     def __init__(self, run, towers, encoder):
         self.run, self.towers, self.encoder, self.cfg = run, towers, encoder, run.config
-        self.scale = torch.nn.Parameter(torch.tensor(INIT_LOGIT_SCALE, device=encoder.device))
+        # One temperature per head: each head is trained as if it were alone.
+        self.scale = torch.nn.Parameter(torch.full((len(encoder.heads),), INIT_LOGIT_SCALE, device=encoder.device))
         self.opt = _adamw(self._param_groups(), self.cfg.speech_lr)
 
     def _param_groups(self) -> list[dict]:
         """Head, temperature, and the fine-tuned Whisper blocks at a lower rate (they start pretrained)."""
-        head = torch.nn.ModuleDict({"pool": self.encoder.pool, "proj": self.encoder.proj})
-        copied = getattr(self.encoder.pool, "copied", lambda: {})()  # a text tower copy starts trained
+        head = torch.nn.ModuleList([m for pool_proj in self.encoder.heads for m in pool_proj])
+        copied = {}  # a copy of the text tower starts trained
+        for i, (pool, _) in enumerate(self.encoder.heads):
+            copied.update({f"{i}.{n}": p for n, p in getattr(pool, "copied", dict)().items()})
         for param in copied.values():
             param.requires_grad_(self.cfg.text_lr_scale > 0)
         own = {id(p) for p in copied.values()}
-        groups = [dict(g, params=[p for p in g["params"] if id(p) not in own])
-                  for g in param_groups(head, self.cfg.weight_decay)]
-        groups += [dict(g, lr_scale=self.cfg.text_lr_scale) for g in _named_groups(copied, self.cfg.weight_decay)]
+        fresh = [(n, p) for n, p in head.named_parameters() if id(p) not in own]
+        groups = decay_groups(fresh, self.cfg.weight_decay)
+        groups += [dict(g, lr_scale=self.cfg.text_lr_scale) for g in decay_groups(copied.items(), self.cfg.weight_decay)]
         groups.append({"params": [self.scale], "weight_decay": 0.0})
         if not self.encoder.scratch:
             scale = self.cfg.backbone_lr_scale
@@ -266,15 +271,21 @@ class _SpeechLoop:
         image = self.image_of[pair]
         device = self.encoder.device
         with _autocast(str(device)):
-            speech = self.encoder.head(feats.to(device), lengths.to(device))
-        loss = info_nce(speech, self.image_vecs[image].to(device), self.scale.exp(), image.to(device))
-        if self.cfg.distill_weight:
-            loss = loss + self.cfg.distill_weight * cosine_distill(speech, self.text_vecs[pair].to(device))
+            outputs = self.encoder.head_outputs(feats.to(device), lengths.to(device))
+        image_vecs, text_vecs = self.image_vecs[image].to(device), self.text_vecs[pair].to(device)
+        loss = sum(self._loss(speech, scale, image_vecs, image.to(device), text_vecs)
+                   for speech, scale in zip(outputs, self.scale))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         clamp_logit_scale(self.scale)
         return float(loss.detach())
+
+    def _loss(self, speech, scale, image_vecs, image, text_vecs) -> torch.Tensor:
+        loss = info_nce(speech, image_vecs, scale.exp(), image)
+        if self.cfg.distill_weight:
+            loss = loss + self.cfg.distill_weight * cosine_distill(speech, text_vecs)
+        return loss
 
     @torch.no_grad()
     def _dev_metrics(self) -> dict:
@@ -284,12 +295,6 @@ class _SpeechLoop:
         vecs = embed_bank(self.encoder, self.dev_bank)
         s2i, i2s = both_ways(vecs, self.dev_image_vecs, self.run.dev.image_of)
         return {"speech_to_image_R@1": s2i["R@1"], "speech_to_image_R@5": s2i["R@5"], "image_to_speech_R@1": i2s["R@1"]}
-
-
-def _named_groups(named: dict[str, torch.nn.Parameter], weight_decay: float) -> list[dict]:
-    """param_groups' decay split for a dict of named parameters."""
-    holder = torch.nn.ParameterDict({k.replace(".", "/"): p for k, p in named.items()})
-    return param_groups(holder, weight_decay)
 
 
 @torch.no_grad()

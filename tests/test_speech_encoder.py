@@ -313,6 +313,27 @@ def test_text_pool_encoder_round_trips_and_is_checked(spoken, tiny, tmp_path):
                                                  text_tower=towers.text_tower_shape()), tiny)
 
 
+def test_several_heads_average_their_own_vectors(spoken, tiny, tmp_path):
+    towers = _text_towers()
+    config = SpeechEncoderConfig(frontend="tiny.en", embed_dim=towers.dim, pool="attention+text", pool_queries=3,
+                                 text_tower=towers.text_tower_shape())
+    model = LearnedSpeechEncoder(config, tiny)
+    _perturb_head(model)
+    mel, lengths = frontend.log_mel(_clips(spoken))
+    features, feat_lengths = model.frozen_features(mel, lengths)
+    first, second = model.head_outputs(features, feat_lengths)
+    mean = torch.nn.functional.normalize(first + second, dim=-1)
+    assert torch.allclose(model.head(features, feat_lengths), mean, atol=1e-6)
+    assert (first * second).sum(-1).max() < 0.99  # two different heads, not one twice
+    keys = model.trainable_state_dict().keys()
+    assert "proj.weight" in keys and any(k.startswith("extra_heads.0.pool.blocks.") for k in keys)
+    model.save(tmp_path)
+    assert np.array_equal(LearnedSpeechEncoder.load(tmp_path, "cpu").encode(_clips(spoken)), model.encode(_clips(spoken)))
+    for bad in ("attention+attention", "attention+nope", "attention+"):
+        with pytest.raises(ValueError, match="pool"):
+            SpeechEncoderConfig(pool=bad, text_tower=towers.text_tower_shape())
+
+
 def test_pool_settings_are_checked_and_old_configs_load():
     for bad in ({"pool_queries": 0}, {"pool": "mean", "pool_queries": 2}):
         with pytest.raises(ValueError):

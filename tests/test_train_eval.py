@@ -282,3 +282,15 @@ def test_text_pool_head_starts_from_the_bundles_text_tower(trained, world, tmp_p
     assert not torch.equal(runs[0.1]["pool.projection"], half)  # learning copy: moved
     assert not torch.equal(runs[0.0]["pool.to_token.weight"], runs[0.1]["pool.to_token.weight"])
     assert runs[0.0]["pool.score.weight"].abs().sum() > 0  # the queries learned where to listen
+
+
+def test_an_ensemble_trains_every_head(trained, world, tmp_path):
+    out, _, _ = trained
+    report = train_bundle(world, tmp_path / "both", from_bundle=str(out), seed=0,
+                          config=_config(pool="attention+text", pool_queries=2))
+    saved = torch.load(tmp_path / "both" / "speech.pt", weights_only=True)
+    # Both pools start as plain means (zero scores): non-zero scores mean each head got a gradient.
+    assert saved["pool.score.weight"].abs().sum() > 0 and saved["extra_heads.0.pool.score.weight"].abs().sum() > 0
+    assert "speech_to_image_R@1" in report.dev
+    encoder = load_bundle(tmp_path / "both", device="cpu").speech.encoder
+    assert [type(pool).__name__ for pool, _ in encoder.heads] == ["AttentionPool", "TextTowerPool"]

@@ -1,8 +1,9 @@
 """The learned speech encoder: spoken caption -> one L2-normalised vector in the shared space.
 
 log-mel -> Whisper encoder (pretrained, mostly frozen) or a small from-scratch transformer ->
-attention pooling over the valid frames (one or several learned queries) -> linear projection ->
-L2 normalisation.
+a pooling head (see pooling.py) -> projection -> L2 normalisation. With several heads on the same
+frames (pool "attention+text"), each is trained on its own loss and the encoder returns their
+normalised mean: heads of different shapes make different mistakes, so the mean beats either.
 
 The split into `frozen_features` and `head` exists for training speed: the frozen part of the
 encoder is deterministic, so a trainer can run it once per clip, cache the result and then train
@@ -53,18 +54,24 @@ class SpeechEncoderConfig:
     text_tower: dict | None = None  # shape of the CLIP text transformer the "text" pool copies
 
     def __post_init__(self):
-        if self.pool not in POOLS:
-            raise ValueError(f"pool must be one of {sorted(POOLS)}, not {self.pool!r}")
+        kinds = self.pool_kinds
+        if any(kind not in POOLS for kind in kinds) or len(set(kinds)) != len(kinds):
+            raise ValueError(f"pool must be one of {sorted(POOLS)} or several joined by '+', each once; "
+                             f"not {self.pool!r}")
         if self.embed_dim < 1 or self.trainable_layers < 0 or self.max_seconds <= 0:
             raise ValueError("embed_dim must be >= 1, trainable_layers >= 0, max_seconds > 0")
         if self.pool_queries < 1 or (self.pool == "mean" and self.pool_queries != 1):
             raise ValueError("pool_queries must be >= 1, and 1 for mean pooling")
-        if self.pool == "text" and not self.text_tower:
+        if "text" in kinds and not self.text_tower:
             raise ValueError("the text pool needs text_tower: the width, heads, layers and context_length")
         if self.frontend is not None and self.max_seconds > WHISPER_MAX_SECONDS:
             raise ValueError(f"Whisper front ends take at most {WHISPER_MAX_SECONDS:g} s")
         if self.frontend is None and self.width % self.heads:
             raise ValueError("width must be a multiple of heads")
+
+    @property
+    def pool_kinds(self) -> list[str]:
+        return self.pool.split("+")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -114,14 +121,25 @@ class LearnedSpeechEncoder(nn.Module):
             raise ValueError(f"trainable_layers={config.trainable_layers} but the encoder has {backbone.n_layers}")
         self.backbone = backbone
         self.n_frozen = 0 if self.scratch else backbone.n_layers - config.trainable_layers
-        self.pool = build_pool(config.pool, backbone.d_model, config.pool_queries, config.text_tower,
-                               config.embed_dim)
-        # The text pool ends in the text tower's own projection into the shared space.
-        self.proj = nn.Identity() if self.pool.projects else nn.Linear(self.pool.out_features, config.embed_dim)
+        first, *others = [self._build_head(kind, backbone.d_model) for kind in config.pool_kinds]
+        self.pool, self.proj = first["pool"], first["proj"]  # the names single-head bundles were saved with
+        self.extra_heads = nn.ModuleList(others)
         for name, param in self.named_parameters():
             param.requires_grad_(not self._is_frozen(name))
 
     # ------------------------------------------------------------------ structure
+
+    def _build_head(self, kind: str, dim: int) -> nn.ModuleDict:
+        config = self.config
+        pool = build_pool(kind, dim, config.pool_queries, config.text_tower, config.embed_dim)
+        # The text pool ends in the text tower's own projection into the shared space.
+        proj = nn.Identity() if pool.projects else nn.Linear(pool.out_features, config.embed_dim)
+        return nn.ModuleDict({"pool": pool, "proj": proj})
+
+    @property
+    def heads(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(pool, projection) of every head, the first one first."""
+        return [(self.pool, self.proj)] + [(h["pool"], h["proj"]) for h in self.extra_heads]
 
     @property
     def feature_dim(self) -> int:
@@ -166,12 +184,17 @@ class LearnedSpeechEncoder(nn.Module):
 
     def head(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Trainable part: frozen_features' output -> [B, embed_dim] unit vectors (float32)."""
+        outputs = self.head_outputs(features, lengths)
+        return outputs[0] if len(outputs) == 1 else F.normalize(torch.stack(outputs).sum(0), dim=-1)
+
+    def head_outputs(self, features: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Each head's own [B, embed_dim] unit vectors (training gives every head its own loss)."""
         x, lengths = features, lengths
         if self.scratch:
             x, lengths = self.backbone.embed(features.transpose(1, 2), lengths)
         if self._runs_top():
             x = self.backbone.ln_post(self.backbone.run_blocks(x, lengths, self.n_frozen))
-        return F.normalize(self.proj(self.pool(x, lengths)).float(), dim=-1)
+        return [F.normalize(proj(pool(x, lengths)).float(), dim=-1) for pool, proj in self.heads]
 
     def forward(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """mel [B, 80, T] (zero-padded), lengths [B] in mel frames -> [B, embed_dim] unit vectors."""

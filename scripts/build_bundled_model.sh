@@ -4,8 +4,10 @@
 #      test object combinations are never in train),
 #   2. train the image/text towers on it from scratch (InfoNCE), then the speech encoder with the
 #      towers frozen (--from-bundle): a pretrained Whisper encoder, frozen, whose features are cached
-#      once, under a 16-query attention pool and a projection, aligned to the images (InfoNCE) and
-#      distilled to the caption's text embedding; both runs resume from checkpoint.pt if interrupted,
+#      once, under two heads whose vectors are averaged (a 16-query attention pool + projection, and
+#      the same 16 query means read as soft word tokens by a copy of the text tower), each aligned to
+#      the images (InfoNCE) and distilled to the caption's text embedding; both runs resume from
+#      checkpoint.pt if interrupted,
 #   3. evaluate on the held-out test split (learned vs Whisper cascade vs text oracle),
 #   4. copy the four bundle files into the package.
 # The Whisper front end is not copied: it comes from a hash-pinned weight package
@@ -28,7 +30,7 @@ if [[ -n "${DEVICE:-}" ]]; then DEVICE_ARGS=(--device "$DEVICE"); fi
 
 WORLD_ARGS=(--seed 0 --scenes 6000 --objects 40 --size 128 --fractions 0.9 0.05 0.05 --jobs 2)
 TOWER_ARGS=(--seed 0 --epochs 30 --speech-epochs 0)
-SPEECH_ARGS=(--seed 0 --frontend "${FRONTEND:-base}" --speech-epochs 20 --augment-copies 2 --pool-queries 16
+SPEECH_ARGS=(--seed 0 --frontend "${FRONTEND:-base}" --speech-epochs 20 --augment-copies 2 --pool attention+text --pool-queries 16
              --distill-weight 30 --name stamp-scenes-small)
 se() { "$PYTHON" -m searchengine "$@"; }
 

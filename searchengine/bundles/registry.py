@@ -35,7 +35,8 @@ _BUNDLES: dict[str, BundleSpec] = {
     "stamp-scenes-small": BundleSpec(
         name="stamp-scenes-small",
         description="Small bundle trained on the stamp-scenes world and shipped in the package: tiny CLIP "
-                    "towers + learned speech encoder on Whisper base's encoder. Works offline.",
+                    "towers + learned speech encoder on Whisper base's encoder (attention and text-tower heads, "
+                    "averaged). Works offline.",
         directory="bundled/stamp-scenes-small",
     ),
 }

@@ -164,8 +164,8 @@ def train_speech(run, towers, model_cfg: dict, ckpt: dict | None):
 
     cfg = run.config
     seed_everything(run.seed, "speech-init")
-    text_tower = towers.text_tower_shape() if "text" in cfg.pool.split("+") else None
     try:
+        text_tower = towers.text_tower_shape() if "text" in cfg.pool.split("+") else None
         encoder = LearnedSpeechEncoder(SpeechEncoderConfig(frontend=cfg.frontend, embed_dim=model_cfg["embed_dim"],
                                                            trainable_layers=cfg.trainable_layers, pool=cfg.pool,
                                                            pool_queries=cfg.pool_queries, text_tower=text_tower,

@@ -53,9 +53,7 @@ class ClipTowers:
         Only open_clip's default text tower (learned positions, causal mask, pooling at the end
         token, a projection matrix) is supported; others raise ValueError.
         """
-        model = self.model
-        if getattr(model, "text_pool_type", "argmax") != "argmax" or not torch.is_tensor(model.text_projection):
-            raise ValueError("this text tower does not pool at its end token through a projection matrix")
+        model = self._default_text_tower()
         embed = model.token_embedding.weight.detach().float().cpu()
         blocks = [{k: v.detach().float().cpu() for k, v in b.state_dict().items()} for b in model.transformer.resblocks]
         return {"start": embed[self.tokenizer.sot_token_id], "end": embed[self.tokenizer.eot_token_id],
@@ -65,9 +63,16 @@ class ClipTowers:
 
     def text_tower_shape(self) -> dict:
         """width, heads, layers and context_length of the text transformer."""
-        transformer = self.model.transformer
+        transformer = self._default_text_tower().transformer
         return {"width": transformer.width, "heads": transformer.resblocks[0].attn.num_heads,
                 "layers": len(transformer.resblocks), "context_length": self.model.context_length}
+
+    def _default_text_tower(self) -> open_clip.CLIP:
+        model = self.model
+        if (not isinstance(model, open_clip.CLIP) or getattr(model, "text_pool_type", "argmax") != "argmax"
+                or not torch.is_tensor(model.text_projection)):
+            raise ValueError("this text tower does not pool at its end token through a projection matrix")
+        return model
 
 
 def _unit_numpy(feats: torch.Tensor) -> np.ndarray:

@@ -44,7 +44,6 @@ class AttentionPool(nn.Module):
 
     def __init__(self, dim: int, queries: int = 1):
         super().__init__()
-        self.queries = queries
         self.out_features = dim * queries
         self.score = _zero_scores(dim, queries)
         # The concatenated means differ in scale per query; a LayerNorm evens them for the projection.

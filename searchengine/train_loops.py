@@ -196,23 +196,25 @@ class _SpeechLoop:
 
     def _param_groups(self) -> list[dict]:
         """Head, temperature, and the fine-tuned Whisper blocks at a lower rate (they start pretrained)."""
-        head = torch.nn.ModuleList([m for pool_proj in self.encoder.heads for m in pool_proj])
-        copied = {}  # a copy of the text tower starts trained
-        for i, (pool, _) in enumerate(self.encoder.heads):
-            copied.update({f"{i}.{n}": p for n, p in getattr(pool, "copied", dict)().items()})
-        for param in copied.values():
-            param.requires_grad_(self.cfg.text_lr_scale > 0)
-        own = {id(p) for p in copied.values()}
-        fresh = [(n, p) for n, p in head.named_parameters() if id(p) not in own]
-        groups = decay_groups(fresh, self.cfg.weight_decay)
-        groups += [dict(g, lr_scale=self.cfg.text_lr_scale) for g in decay_groups(copied.items(), self.cfg.weight_decay)]
-        groups.append({"params": [self.scale], "weight_decay": 0.0})
+        groups = self._head_groups() + [{"params": [self.scale], "weight_decay": 0.0}]
         if not self.encoder.scratch:
             scale = self.cfg.backbone_lr_scale
             groups += [dict(g, lr_scale=scale) for g in param_groups(self.encoder.backbone, self.cfg.weight_decay)]
         else:
             groups += param_groups(self.encoder.backbone, self.cfg.weight_decay)
         return [g for g in groups if g["params"]]
+
+    def _head_groups(self) -> list[dict]:
+        """Every head's parameters; a copy of the text tower (it starts trained) at text_lr_scale, 0: frozen."""
+        heads = torch.nn.ModuleList([m for pool_proj in self.encoder.heads for m in pool_proj])
+        copied = {f"{i}.{n}": p for i, (pool, _) in enumerate(self.encoder.heads)
+                  for n, p in getattr(pool, "copied", dict)().items()}
+        for param in copied.values():
+            param.requires_grad_(self.cfg.text_lr_scale > 0)
+        own = {id(p) for p in copied.values()}
+        fresh = [(n, p) for n, p in heads.named_parameters() if id(p) not in own]
+        scaled = decay_groups(copied.items(), self.cfg.weight_decay)
+        return decay_groups(fresh, self.cfg.weight_decay) + [dict(g, lr_scale=self.cfg.text_lr_scale) for g in scaled]
 
     def restore(self, ckpt: dict | None) -> int:
         """Epochs already done: all when the checkpoint is past this phase."""

@@ -292,6 +292,14 @@ def test_text_pool_reads_word_embeddings_exactly_as_the_text_tower_does():
         assert not np.allclose(torch.nn.functional.normalize(before, dim=-1).detach().numpy(), expected, atol=1e-2)
 
 
+def test_text_pool_refuses_a_text_tower_it_cannot_read():
+    towers = _text_towers()
+    towers.model.text_pool_type = "first"  # pools at the first token: reading at the end would be wrong
+    for read in (towers.text_tower_parts, towers.text_tower_shape):
+        with pytest.raises(ValueError, match="end token"):
+            read()
+
+
 def test_text_pool_encoder_round_trips_and_is_checked(spoken, tiny, tmp_path):
     towers = _text_towers()
     config = SpeechEncoderConfig(frontend="tiny.en", embed_dim=towers.dim, pool="text", pool_queries=4,

@@ -127,11 +127,11 @@ class TextTowerPool(nn.Module):
             seq = block(seq, self.causal[: seq.shape[1], : seq.shape[1]])
         return self.ln_final(seq[:, -1]) @ self.projection
 
-    def copied(self) -> dict[str, nn.Parameter]:
-        """The parameters that start as the text tower's (they deserve a gentler learning rate)."""
-        return {n: p for n, p in self.named_parameters() if n.split(".")[0] in self._COPIED}
-
     _COPIED = ("ends", "positional", "blocks", "ln_final", "projection")
+
+    def copied(self) -> dict[str, nn.Parameter]:
+        """The parameters that start as the text tower's (they may learn at their own rate)."""
+        return {n: p for n, p in self.named_parameters() if n.split(".")[0] in self._COPIED}
 
     @torch.no_grad()
     def load_text_tower(self, parts: dict) -> None:

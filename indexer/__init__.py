@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 from searchengine.store.metadata import FileLink, MetadataStore
 from searchengine.store.vectors import VectorStore
-from searchengine.types import IndexReport
+from searchengine.types import IndexReport, Progress
 
 from .pipeline import Pipeline
 from .walk import Plan, make_plan, walk
 from .writer import Writer
 
-__all__ = ["ProgressSink", "index_paths"]
-
-
-class ProgressSink(Protocol):
-    """Receives progress of the embedding phase (the CLI draws a bar from it)."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
+__all__ = ["index_paths"]
 
 
 def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle, roots: list[Path],
-                progress: ProgressSink | None = None, batch_size: int = 32) -> IndexReport:
+                progress: Progress | None = None, batch_size: int = 32) -> IndexReport:
     """Bring the stores in line with the media under `roots`; returns what changed."""
     candidates, problems = walk(roots)
     skip_reasons = {s.path: s.reason for s in metadata.skipped()}
@@ -35,9 +26,7 @@ def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle
     links = [FileLink(c.path, digest, c.size, c.mtime_ns) for c, digest in plan.link]
     writer.write(links=links, removed=plan.removed, skips=plan.new_skips)
     metadata.touch([(c.path, c.size, c.mtime_ns) for c in plan.touched])
-    if progress is not None:
-        progress.start(plan.embed_count)
-    pipeline = Pipeline(bundle, writer, batch_size, progress=progress.advance if progress else None)
+    pipeline = Pipeline(bundle, writer, batch_size, progress=progress, total=plan.embed_count)
     try:
         pipeline.run(plan.embed)
     finally:

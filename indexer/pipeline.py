@@ -6,7 +6,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -14,12 +14,12 @@ from PIL import Image
 from searchengine.errors import MediaError
 from searchengine.media import AudioClip, load_audio, load_image
 from searchengine.store.metadata import FileLink, NewContent
-from searchengine.types import Kind, Skipped
+from searchengine.types import Kind, Progress, ProgressEvent, Skipped
 
 from .walk import Candidate
 from .writer import Writer
 
-Progress = Callable[[int], None]
+STAGE = "embedding"
 
 
 @dataclass
@@ -59,17 +59,25 @@ class Pipeline:
     """Turns a plan's new contents into committed rows and vectors."""
 
     def __init__(self, bundle, writer: Writer, batch_size: int = 32, workers: int | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, total: int = 0):
         self.bundle = bundle
         self.writer = writer
         self.batch_size = batch_size
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self.progress = progress or (lambda n: None)
+        self.report = progress or (lambda event: None)
+        self.total, self.done = total, 0
         self.skipped: list[Skipped] = []
         self.embedded = 0
 
+    def progress(self, n: int) -> None:
+        """Count n more contents finished (embedded or skipped) and report it."""
+        self.done += n
+        self.report(ProgressEvent(STAGE, self.done, self.total))
+
     def run(self, groups: dict[str, list[Candidate]]) -> None:
         """Decode → batch by kind → encode → write, flushing partial batches at the end."""
+        if self.total:
+            self.report(ProgressEvent(STAGE, 0, self.total))
         buffers: dict[Kind, list[Decoded]] = {Kind.IMAGE: [], Kind.AUDIO: []}
         for digest, paths, future in decoded_stream(groups, self.workers, window=2 * self.batch_size):
             try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from searchengine.types import SAMPLE_RATE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +55,7 @@ def query_clip(manifest: Path, split: str, seconds: float, out: Path) -> Path:
     import wave
 
     from searchengine.media import load_audio
-    from searchengine.train_data import read_manifest, split_data
+    from searchengine.training.data import read_manifest, split_data
 
     pair = split_data(read_manifest(manifest), split).pairs[0]
     samples = load_audio(pair.audio).samples
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     """Index the split's images, then time the queries."""
     import torch
 
-    from searchengine.bundles import load_bundle
+    from searchengine.bundles.bundle import load_bundle
     from searchengine.index import open_index
     from searchengine.media import load_audio
-    from searchengine.train_data import read_manifest, split_data
+    from searchengine.training.data import read_manifest, split_data
 
     a = parse_args(argv)
     data = split_data(read_manifest(a.manifest), a.split)

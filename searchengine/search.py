@@ -1,4 +1,4 @@
-"""Encode a query, search the vector stores, join the metadata: a ranked list of Hits."""
+"""Encode a query, search the vector stores, join the metadata: a ranked SearchResult."""
 
 from __future__ import annotations
 
@@ -10,32 +10,31 @@ from .errors import QueryError
 from .media import AudioSource, ImageSource, load_audio, load_image
 from .store.metadata import MetadataStore
 from .store.vectors import VectorStore
-from .types import Hit, Kind
+from .types import Hit
 
-KINDS = ("image", "audio", "any")
+QUERY_FIELDS = ("audio", "image", "text")
 
 
-def kinds_for(kind: str | Kind) -> list[str]:
-    """The vector stores a `kind` filter searches."""
-    value = kind.value if isinstance(kind, Kind) else str(kind)
-    if value not in KINDS:
-        raise QueryError(f"kind must be one of {', '.join(KINDS)}, not '{value}'")
-    return ["image", "audio"] if value == "any" else [value]
+def one_query(**given) -> tuple[str, object]:
+    """(field, value) of the one query among audio/image/text that is not None; QueryError otherwise."""
+    present = [name for name in QUERY_FIELDS if given.get(name) is not None]
+    if len(present) != 1:
+        raise QueryError("give exactly one query: audio, image or text"
+                         + (f" (got {', '.join(present)})" if present else ""))
+    return present[0], given[present[0]]
 
 
 def encode_query(bundle, audio: AudioSource | None = None, image: ImageSource | None = None,
                  text: str | None = None) -> tuple[np.ndarray, str | None]:
     """One unit query vector [1, D] from exactly one of audio, image or text (+ the transcript, if any)."""
-    given = [name for name, value in (("audio", audio), ("image", image), ("text", text)) if value is not None]
-    if len(given) != 1:
-        raise QueryError("give exactly one query: audio, image or text" + (f" (got {', '.join(given)})" if given else ""))
-    if text is not None:
-        if not text.strip():
-            raise QueryError("the text query is empty")
-        return bundle.encode_texts([text.strip()]), None
-    if image is not None:
-        return bundle.encode_images([load_image(_as_source(image))]), None
-    vectors, transcripts = bundle.encode_speech([load_audio(_as_source(audio)).samples])
+    field, value = one_query(audio=audio, image=image, text=text)
+    if field == "text":
+        if not isinstance(value, str) or not value.strip():
+            raise QueryError("the text query is empty" if isinstance(value, str) else "the text query must be a string")
+        return bundle.encode_texts([value.strip()]), None
+    if field == "image":
+        return bundle.encode_images([load_image(_as_source(value))]), None
+    vectors, transcripts = bundle.encode_speech([load_audio(_as_source(value)).samples])
     return vectors, transcripts[0]
 
 
@@ -44,11 +43,16 @@ def _as_source(value):
     return Path(value) if isinstance(value, str) else value
 
 
+def check_k(k) -> int:
+    """k as an int of at least 1, or QueryError."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:  # True is an int to Python
+        raise QueryError(f"k must be a whole number of at least 1, not {k!r}")
+    return int(k)
+
+
 def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: MetadataStore,
                   kinds: list[str], k: int) -> list[Hit]:
     """Top-k hits over the chosen kinds; a content held by several paths yields one hit per path."""
-    if k < 1:
-        raise QueryError("k must be at least 1")
     scored: list[tuple[float, int]] = []
     for kind in kinds:
         scores, ids = vectors[kind].search(query, k)
@@ -63,4 +67,3 @@ def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: 
         hits.extend(Hit(fid, path, content.kind, score, content.transcript, content.width, content.height,
                         content.duration) for fid, path in content.paths)
     return hits[:k]
-

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+
+from .errors import QueryError
+
+# Every waveform that crosses a module boundary is mono float32 at this rate (Whisper's).
+SAMPLE_RATE = 16_000
 
 
 class Kind(str, enum.Enum):
@@ -12,6 +17,18 @@ class Kind(str, enum.Enum):
 
     IMAGE = "image"
     AUDIO = "audio"
+
+
+# What a search may ask for: one kind, or both.
+KIND_FILTERS = ("image", "audio", "any")
+
+
+def kinds_for(kind: str | Kind) -> list[str]:
+    """The kinds a `kind` filter searches; QueryError for anything else."""
+    value = kind.value if isinstance(kind, Kind) else str(kind)
+    if value not in KIND_FILTERS:
+        raise QueryError(f"kind must be one of {', '.join(KIND_FILTERS)}, not '{value}'")
+    return [k.value for k in Kind] if value == "any" else [value]
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,56 @@ class Hit:
     def to_dict(self) -> dict:
         """A JSON-ready dict (None fields dropped)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SearchResult(Sequence):
+    """The hits of one search, best first, and what the engine heard in a spoken query (cascade only).
+
+    It is a sequence of its hits, so `for hit in index.search(...)` reads naturally.
+    """
+
+    hits: list[Hit]
+    transcript: str | None = None
+
+    def __getitem__(self, item):
+        return self.hits[item]
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self.hits)
+
+    def to_dict(self) -> dict:
+        """What `search --json` prints: the hits, and `query_transcript` when there is one."""
+        out: dict = {"hits": [h.to_dict() for h in self.hits]}
+        if self.transcript is not None:
+            out["query_transcript"] = self.transcript
+        return out
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One report of long work: `done` of `total` units of a stage, or the end of an epoch.
+
+    kind is "step" (done/total moved), "epoch" (an epoch ended: loss and dev metrics) or "stage"
+    (a new stage began; `message` names it).
+    """
+
+    stage: str
+    done: int = 0
+    total: int = 0
+    kind: str = "step"
+    message: str = ""
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    metrics: dict | None = None
+
+
+# Long library calls take `progress=`: a function called with each ProgressEvent.
+Progress = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True)

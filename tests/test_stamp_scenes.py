@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+from stampscenes import captions, heldout, layout, objects, phrases, splits, voices
+from stampscenes.backgrounds import list_backgrounds
+from stampscenes.build import BuildConfig, manifest_lines, prepare
+from stampscenes.layout import Placement
+from stampscenes.scenes import plan_world
 
-from stampscenes import captions, heldout, layout, objects, phrases, splits, voices  # noqa: E402
-from stampscenes.backgrounds import list_backgrounds  # noqa: E402
-from stampscenes.build import BuildConfig, manifest_lines, prepare  # noqa: E402
-from stampscenes.layout import Placement  # noqa: E402
-from stampscenes.scenes import plan_world  # noqa: E402
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 HAVE_STAMPS = objects.STAMPS_ROOT.is_dir()
 HAVE_TTS = all(shutil.which(b) for b in ("espeak-ng", "flite", "sox"))

@@ -10,14 +10,19 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_CLIP
-from media_factory import make_image, tone, write_wav
+from media_factory import tone, write_wav
 
-from searchengine.bundles import load_bundle
+from searchengine.bundles.bundle import load_bundle
 from searchengine.errors import TrainingError
-from searchengine.evaluate import (edit_distance, evaluate_bundle, first_hit_ranks, recall_at_k, recall_from_ranks,
-                                   relevance, word_error_rate)
-from searchengine.train import TrainConfig, TrainEvent, lr_at, train_bundle
-from searchengine.train_data import FeatureBank, epoch_batches, info_nce, read_manifest, split_data, time_mask
+from searchengine.training.augment import time_mask
+from searchengine.training.config import TrainConfig
+from searchengine.training.data import FeatureBank, epoch_batches, read_manifest, split_data
+from searchengine.training.evaluate import (edit_distance, evaluate_bundle, first_hit_ranks, recall_at_k,
+                                            recall_from_ranks, relevance, word_error_rate)
+from searchengine.training.loop import train_bundle
+from searchengine.training.losses import info_nce
+from searchengine.training.optim import lr_at
+from searchengine.types import ProgressEvent
 
 # ----------------------------------------------------------------------------- recall arithmetic
 
@@ -187,8 +192,8 @@ def _same(a: dict, b: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def trained(world, tmp_path_factory) -> tuple[Path, object, list[TrainEvent]]:
-    events: list[TrainEvent] = []
+def trained(world, tmp_path_factory) -> tuple[Path, object, list[ProgressEvent]]:
+    events: list[ProgressEvent] = []
     out = tmp_path_factory.mktemp("trained") / "bundle"
     report = train_bundle(world, out, config=_config(), seed=0, progress=events.append, device="cpu")
     return out, report, events
@@ -234,8 +239,8 @@ class _Stop(Exception):
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(trained, world, tmp_path):
     out, _, _ = trained
 
-    def stop_after_first_speech_epoch(event: TrainEvent) -> None:
-        if event.kind == "epoch" and event.phase == "speech":
+    def stop_after_first_speech_epoch(event: ProgressEvent) -> None:
+        if event.kind == "epoch" and event.stage == "speech":
             raise _Stop
 
     with pytest.raises(_Stop):
@@ -264,6 +269,14 @@ def test_bad_settings_are_training_errors(world, tmp_path):
         train_bundle(world, tmp_path / "x", config=_config(batch_size=1))
     with pytest.raises(TrainingError, match="from-bundle"):
         train_bundle(world, tmp_path / "y", from_bundle=str(tmp_path / "nowhere"), config=_config())
+    with pytest.raises(TrainingError, match="no_such_setting"):
+        train_bundle(world, tmp_path / "z", config=_config(), no_such_setting=1)
+    with pytest.raises(TrainingError, match="must be numbers: tower_epochs"):
+        train_bundle(world, tmp_path / "z", config=_config(tower_epochs="2"))
+    with pytest.raises(TrainingError, match="unknown device"):
+        train_bundle(world, tmp_path / "z", config=_config(), device="no-such-device")
+    with pytest.raises(TrainingError, match="speech encoder"):
+        train_bundle(world, tmp_path / "z", config=_config(tower_epochs=0, pool="nope"))
 
 
 def test_text_pool_head_starts_from_the_bundles_text_tower(trained, world, tmp_path):

@@ -1,6 +1,5 @@
-"""Model bundles: image, text and speech encoders sharing one embedding space."""
+"""Model bundles: image, text and speech encoders sharing one embedding space.
 
-from .bundle import Bundle, load_bundle
-from .registry import BundleSpec, default_bundle_name, list_bundles
-
-__all__ = ["Bundle", "BundleSpec", "default_bundle_name", "list_bundles", "load_bundle"]
+Import the modules themselves (registry is plain data; bundle loads torch and open_clip), so that
+reading the registry never loads a model library.
+"""

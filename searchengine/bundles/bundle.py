@@ -12,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BundleError, BundleNotFound, WeightsMissing
+from ..fileio import atomic_write
 from ..types import BundleInfo
 from . import clip
 from .cascade import CascadeSpeechEncoder, Transcriber
-from .registry import (CLIP_WEIGHTS_ENV, WHISPER_MODEL_ENV, BundleSpec, get_bundle_spec, list_bundles,
-                       packaged_directory)
+from .registry import (CLIP_WEIGHTS_ENV, DEFAULT_WHISPER, WHISPER_MODEL_ENV, BundleSpec, get_bundle_spec,
+                       list_bundles, packaged_directory)
 
 BUNDLE_FILE = "bundle.json"
 
@@ -71,8 +72,23 @@ class Bundle:
         """A cascade speech encoder over this bundle's text tower (for comparisons in eval)."""
         if isinstance(self.speech, CascadeSpeechEncoder) and whisper is None:
             return self.speech
-        name = whisper or self.cascade_whisper or "tiny.en"
+        name = whisper or self.cascade_whisper or DEFAULT_WHISPER
         return CascadeSpeechEncoder(Transcriber(name, self.towers.device), self.encode_texts)
+
+
+def resolve_bundle(name_or_path: str | Path) -> tuple[BundleSpec | None, Path | None]:
+    """(registry spec, bundle folder) for a name or a path; either may be None, never both.
+
+    A registered name wins over a folder of the same name; BundleNotFound when neither exists.
+    """
+    spec = get_bundle_spec(str(name_or_path))
+    if spec is not None:
+        return spec, packaged_directory(spec)
+    path = Path(name_or_path).expanduser()
+    if (path / BUNDLE_FILE).is_file():
+        return None, path.resolve()
+    names = ", ".join(s.name for s in list_bundles())
+    raise BundleNotFound(f"no bundle named '{name_or_path}' and no {BUNDLE_FILE} at that path (known: {names})")
 
 
 def load_bundle(name_or_path: str | Path, device: str | None = None, clip_weights: str | None = None,
@@ -85,17 +101,10 @@ def load_bundle(name_or_path: str | Path, device: str | None = None, clip_weight
         clip_weights: local open_clip checkpoint (else SEARCHENGINE_CLIP_WEIGHTS, else the pretrained tag).
         whisper_model: local CTranslate2 Whisper folder or model name (else SEARCHENGINE_WHISPER_MODEL).
     """
-    spec = get_bundle_spec(str(name_or_path))
-    if spec is not None:
-        directory = packaged_directory(spec)
-        if directory is not None:
-            return load_bundle_dir(directory, device, source=spec.name)
-        return _load_pretrained(spec, device, clip_weights, whisper_model)
-    path = Path(name_or_path).expanduser()
-    if (path / BUNDLE_FILE).is_file():
-        return load_bundle_dir(path.resolve(), device, source=str(path.resolve()))
-    names = ", ".join(s.name for s in list_bundles())
-    raise BundleNotFound(f"no bundle named '{name_or_path}' and no {BUNDLE_FILE} at that path (known: {names})")
+    spec, directory = resolve_bundle(name_or_path)
+    if directory is not None:
+        return load_bundle_dir(directory, device, source=spec.name if spec else str(directory))
+    return _load_pretrained(spec, device, clip_weights, whisper_model)
 
 
 def _load_pretrained(spec: BundleSpec, device: str | None, clip_weights: str | None,
@@ -188,10 +197,10 @@ def save_bundle_dir(directory: Path, name: str, model_cfg: dict, towers: clip.Cl
 
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in towers.model.state_dict().items()}
-    torch.save(state, directory / "clip.pt")
+    atomic_write(directory / "clip.pt", lambda p: torch.save(state, p))
     speech_encoder.save(directory)
     config = {"format": 1, "name": name, "embed_dim": model_cfg["embed_dim"],
               "clip": {"model_cfg": model_cfg, "weights": "clip.pt"}, "speech": {"type": "learned"},
               "cascade_whisper": cascade_whisper}
-    (directory / BUNDLE_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    atomic_write(directory / BUNDLE_FILE, json.dumps(config, indent=2) + "\n")
     return directory

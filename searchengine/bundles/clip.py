@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import WeightsMissing
+from ..errors import BundleError, WeightsMissing
 from .device import autocast, pick_device
 from .hub import hub_reachable
 
@@ -51,7 +51,7 @@ class ClipTowers:
         """The text transformer's weights as plain tensors, for a speech head that reads like it.
 
         Only open_clip's default text tower (learned positions, causal mask, pooling at the end
-        token, a projection matrix) is supported; others raise ValueError.
+        token, a projection matrix) is supported; others raise BundleError.
         """
         model = self._default_text_tower()
         embed = model.token_embedding.weight.detach().float().cpu()
@@ -71,7 +71,7 @@ class ClipTowers:
         model = self.model
         if (not isinstance(model, open_clip.CLIP) or getattr(model, "text_pool_type", "argmax") != "argmax"
                 or not torch.is_tensor(model.text_projection)):
-            raise ValueError("this text tower does not pool at its end token through a projection matrix")
+            raise BundleError("this text tower does not pool at its end token through a projection matrix")
         return model
 
 

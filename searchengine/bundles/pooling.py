@@ -13,7 +13,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from searchengine.bundles.whisper import length_mask
+from ..errors import BundleError
+from .whisper import length_mask
 
 
 def _query_means(score: nn.Linear, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,7 @@ class TextTowerPool(nn.Module):
         super().__init__()
         width = text_tower["width"]
         if queries + 2 > text_tower["context_length"]:
-            raise ValueError(f"pool_queries + 2 must fit the text context of {text_tower['context_length']}")
+            raise BundleError(f"pool_queries + 2 must fit the text context of {text_tower['context_length']}")
         self.out_features = embed_dim
         self.score = _zero_scores(dim, queries)
         self.norm = nn.LayerNorm(dim)
@@ -150,7 +151,7 @@ def build_pool(kind: str, dim: int, queries: int, text_tower: dict | None, embed
     if kind == "attention":
         return AttentionPool(dim, queries)
     if text_tower is None:
-        raise ValueError("the text pool needs the text tower's shape (text_tower)")
+        raise BundleError("the text pool needs the text tower's shape (text_tower)")
     return TextTowerPool(dim, queries, text_tower, embed_dim)
 
 

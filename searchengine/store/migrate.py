@@ -6,7 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
+
+from ..errors import IndexStateError
 
 
 def migrations_dir() -> Path:
@@ -15,7 +18,8 @@ def migrations_dir() -> Path:
     for candidate in (package_dir / "migrations", package_dir.parent / "alembic"):
         if (candidate / "env.py").is_file():
             return candidate
-    raise FileNotFoundError("alembic migrations not found next to the searchengine package")
+    raise IndexStateError("the engine's database migrations are missing next to the searchengine package "
+                          "(a broken install: reinstall searchengine)")
 
 
 def upgrade(engine: Engine) -> None:
@@ -24,4 +28,7 @@ def upgrade(engine: Engine) -> None:
     config.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as exc:  # e.g. a schema revision this version does not know (a newer engine's)
+            raise IndexStateError(f"cannot migrate the metadata database: {exc}") from exc

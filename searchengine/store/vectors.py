@@ -6,11 +6,12 @@ master copy (it is what gets saved); when FAISS sees a GPU, searches run on a GP
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from ..fileio import atomic_write
 
 
 def gpu_count() -> int:
@@ -97,11 +98,7 @@ class VectorStore:
 
     def save(self) -> None:
         """Write to a temporary file, fsync, then rename: a crash never leaves a half-written index."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: faiss.write_index(self.index, str(tmp)), fsync=True)
         self._signature = self._file_signature()
 
     def reload_if_changed(self) -> bool:

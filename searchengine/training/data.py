@@ -1,22 +1,23 @@
-"""Training data and losses: manifest reading, split grouping, cached speech features, InfoNCE.
+"""Training data: manifest reading, split grouping, decoded media, cached speech features, batching.
 
-Kept apart from train.py so the pieces with arithmetic worth testing (losses, batching) are small
-pure functions with no training loop around them.
+Small pieces with arithmetic worth testing on their own (batching, feature packing), with no
+training loop around them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .errors import SearchEngineError, TrainingError
+from ..errors import SearchEngineError, TrainingError
+from ..types import SAMPLE_RATE
 
 SPLITS = ("train", "dev", "test")
 REQUIRED_KEYS = ("image", "audio", "text", "split")
@@ -87,6 +88,11 @@ def _parse_line(line: str, manifest: Path, number: int) -> Pair:
                 str(record.get("voice", "")))
 
 
+def file_sha1(path: Path) -> str:
+    """Content hash of a (small) file, to tie caches and checkpoints to one manifest."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
 def split_data(pairs: list[Pair], split: str) -> SplitData:
     """The pairs of one split with their distinct images; TrainingError when the split is empty."""
     chosen = [p for p in pairs if p.split == split]
@@ -102,7 +108,7 @@ def split_data(pairs: list[Pair], split: str) -> SplitData:
 
 def load_images(paths: list[Path]) -> list:
     """Decoded RGB images (PIL), read once and kept in memory for every epoch."""
-    from .media import load_image
+    from ..media import load_image
 
     try:
         return [load_image(p) for p in paths]
@@ -112,42 +118,12 @@ def load_images(paths: list[Path]) -> list:
 
 def load_waves(paths: list[Path]) -> list[np.ndarray]:
     """16 kHz mono float32 samples of every clip."""
-    from .media import load_audio
+    from ..media import load_audio
 
     try:
         return [load_audio(p).samples for p in paths]
     except SearchEngineError as exc:
         raise TrainingError(f"unreadable training audio: {exc}") from exc
-
-
-# ----------------------------------------------------------------------------- losses
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor,
-             groups: torch.Tensor | None = None) -> torch.Tensor:
-    """Symmetric InfoNCE between matching rows of unit vectors `a` and `b`.
-
-    Rows that share a `groups` id (two captions of one image in a batch) are all positives of each
-    other, with the target mass split evenly, so a duplicate is never pushed away as a negative.
-    """
-    logits = logit_scale * a.float() @ b.float().T
-    if groups is None:
-        targets = torch.arange(len(a), device=a.device)
-        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
-    same = (groups[:, None] == groups[None, :]).float()
-    targets = same / same.sum(1, keepdim=True)  # `same` is symmetric: one matrix serves both ways
-    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
-
-
-def cosine_distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Mean (1 - cosine) between unit student rows and unit teacher rows."""
-    return 1.0 - (student.float() * teacher.float()).sum(-1).mean()
-
-
-def clamp_logit_scale(param: torch.Tensor, max_scale: float = 100.0) -> None:
-    """Keep a learnable log-temperature at most log(100), as CLIP does, so logits cannot explode."""
-    with torch.no_grad():
-        param.clamp_(0.0, float(np.log(max_scale)))
 
 
 # ----------------------------------------------------------------------------- cached speech features
@@ -193,18 +169,6 @@ class FeatureBank:
         return {"flat": self.flat, "offsets": self.offsets, "lengths": self.lengths, "pair": self.pair}
 
 
-def time_mask(feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
-              max_fraction: float = 0.15) -> torch.Tensor:
-    """SpecAugment-style time masking on cached features: one span of up to `max_fraction` per clip zeroed."""
-    out = feats.clone()
-    for i, length in enumerate(lengths.tolist()):
-        width = int(float(torch.rand((), generator=generator)) * max_fraction * length)
-        if width:
-            start = int(torch.randint(0, length - width + 1, (), generator=generator))
-            out[i, start:start + width] = 0.0
-    return out
-
-
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
@@ -230,12 +194,12 @@ def extract_features(encoder, waves: list[np.ndarray], batch_size: int = 16, pro
     transform(i, wave), when given, makes the clip actually encoded (an augmented copy) one batch
     at a time, so a large split never holds a second copy of all its audio in memory.
     """
-    from .bundles.frontend import log_mel
+    from ..bundles.features import log_mel  # torchaudio only where features are made
 
     limit_heap_fragmentation()
     out: list[torch.Tensor | None] = [None] * len(waves)
     order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    max_samples = int(encoder.config.max_seconds * 16_000)
+    max_samples = int(encoder.config.max_seconds * SAMPLE_RATE)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         clips = [transform(i, waves[i]) if transform else waves[i] for i in idx]
@@ -246,13 +210,6 @@ def extract_features(encoder, waves: list[np.ndarray], batch_size: int = 16, pro
         if progress is not None:
             progress(len(idx))
     return out  # type: ignore[return-value]
-
-
-def augment_wave(wave: np.ndarray, generator: torch.Generator) -> np.ndarray:
-    """A speed-perturbed (0.9-1.1, pitch moves too) and noisy (10-30 dB SNR) copy of a clip."""
-    from .bundles.frontend import add_noise, speed_perturb
-
-    return add_noise(speed_perturb(wave, generator), generator, snr_db=(10.0, 30.0)).numpy()
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, drop_last: bool = True) -> list[torch.Tensor]:

@@ -1,6 +1,7 @@
 """`searchengine train` and `searchengine eval`: parse, make one library call, format the result.
 
-Registered in cli.py with `cli.add_command(train_cmd)` and `cli.add_command(eval_cmd)`.
+Only click and the plain-data registry load here; the training library (torch, open_clip) is
+imported inside the commands, so `searchengine --help` stays fast.
 """
 
 from __future__ import annotations
@@ -11,48 +12,10 @@ from pathlib import Path
 
 import click
 
-from .cli import device_option, emit, json_option
+from ..bundles.registry import DEFAULT_WHISPER, WHISPER_WEIGHTS
+from .options import ProgressBar, device_option, emit, json_option
 
 manifest_argument = click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-
-
-class TrainBar:
-    """Progress of a training run on stderr: a bar per epoch, one line of dev recall after it."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-        self.key = None
-
-    def __call__(self, event) -> None:
-        if not self.enabled:
-            return
-        if event.kind == "epoch":
-            self._close()
-            click.echo(f"{event.phase} epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f}  "
-                       + "  ".join(f"{k} {v:.3f}" for k, v in (event.metrics or {}).items()), err=True)
-            return
-        key = (event.phase, event.epoch, event.message)
-        if key != self.key:
-            self._open(key, event)
-        self.bar.n = event.step
-        self.bar.set_postfix_str(f"loss {event.loss:.3f}" if event.loss is not None else "", refresh=False)
-        self.bar.refresh()
-
-    def _open(self, key, event) -> None:
-        from tqdm import tqdm
-
-        self._close()
-        self.key = key
-        desc = event.message or f"{event.phase} {event.epoch}/{event.epochs}"
-        self.bar = tqdm(total=event.steps or None, desc=desc, file=sys.stderr, leave=False)
-
-    def _close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    close = _close
 
 
 @click.command("train")
@@ -63,7 +26,8 @@ class TrainBar:
 @click.option("--epochs", "tower_epochs", type=click.IntRange(min=0), default=None, help="Tower epochs.")
 @click.option("--speech-epochs", type=click.IntRange(min=0), default=None, help="Speech-encoder epochs.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Image-caption pairs per step.")
-@click.option("--frontend", default=None, help="Whisper front end of the speech encoder: tiny.en, base or a folder.")
+@click.option("--frontend", default=None,
+              help=f"Whisper front end of the speech encoder: {', '.join(WHISPER_WEIGHTS)} or a folder.")
 @click.option("--trainable-layers", type=click.IntRange(min=0), default=None, help="Top Whisper blocks to fine-tune.")
 @click.option("--pool", default=None,
               help="Speech head: attention, text (queries read by a copy of the text tower), mean, "
@@ -78,10 +42,11 @@ class TrainBar:
 @json_option
 def train_cmd(manifest, out_dir, from_bundle, seed, no_resume, device, as_json, **options) -> None:
     """Train a bundle on MANIFEST's train split and write it to --out."""
-    from .train import train_bundle
+    from ..training.loop import train_bundle
 
     overrides = {k: v for k, v in options.items() if v is not None}
-    bar = TrainBar(enabled=sys.stderr.isatty() or not as_json)
+    # With --json a script reads stdout: draw bars only when a person can still see stderr.
+    bar = ProgressBar(enabled=sys.stderr.isatty() or not as_json)
     try:
         report = train_bundle(manifest, out_dir, from_bundle=from_bundle, seed=seed, device=device,
                               progress=bar, resume=not no_resume, **overrides)
@@ -101,14 +66,16 @@ def format_train(report) -> str:
 @manifest_argument
 @click.option("--bundle", default="stamp-scenes-small", show_default=True, help="Bundle name or folder.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
-@click.option("--whisper-model", default=None, help="Whisper model for the cascade (default: the bundle's, else tiny.en).")
+@click.option("--whisper-model", default=None,
+              help=f"Whisper model for the cascade (default: the bundle's, else {DEFAULT_WHISPER}).")
 @click.option("--no-cascade", is_flag=True, help="Skip the Whisper cascade (it is the slow part).")
 @device_option
 @json_option
 def eval_cmd(manifest, bundle, split, whisper_model, no_cascade, device, as_json) -> None:
     """Recall@1/5/10 of a bundle on MANIFEST's SPLIT: speech<->image (learned, cascade), text->image."""
-    from .evaluate import evaluate_bundle
+    from ..training.evaluate import evaluate_bundle
 
+    # One transcript cache per Whisper model, beside the manifest: re-running eval skips Whisper.
     cache = manifest.parent / f"transcripts-{re.sub(r'[^A-Za-z0-9.]+', '_', whisper_model or 'default')}.json"
     report = evaluate_bundle(bundle, manifest, split, cascade_whisper=whisper_model, cascade=not no_cascade,
                              transcript_cache=cache, device=device)

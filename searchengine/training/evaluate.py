@@ -8,18 +8,18 @@ model that scores everything equally gets no hits rather than all of them.
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsMissing
-from .train_data import SplitData, load_images, load_waves, read_manifest, split_data
+from ..bundles.registry import DEFAULT_WHISPER
+from ..errors import WeightsMissing
+from ..fileio import atomic_write
+from ..types import Progress, ProgressEvent
+from .data import SplitData, load_images, load_waves, read_manifest, split_data
 
 KS = (1, 5, 10)
-Progress = Callable[[str, int, int], None]
 
 
 # ----------------------------------------------------------------------------- pure arithmetic
@@ -92,11 +92,12 @@ def evaluate_bundle(bundle, manifest: str | Path, split: str = "test", cascade_w
     Args:
         bundle: a loaded Bundle, or a bundle name / folder for `load_bundle`.
         manifest: manifest.jsonl of pairs; `split` picks which are scored.
-        cascade_whisper: Whisper model for the cascade (default: the bundle's, else tiny.en).
+        cascade_whisper: Whisper model for the cascade (default: the bundle's, else DEFAULT_WHISPER).
         cascade: also score the Whisper cascade (skipped, with the reason, when weights are missing).
         transcript_cache: JSON file keeping cascade transcripts, so a re-run skips Whisper.
+        progress: called with a ProgressEvent as each stage starts and ends (and while transcribing).
     """
-    from .bundles import load_bundle
+    from ..bundles.bundle import load_bundle  # torch and open_clip only when a bundle must be loaded
 
     bundle = bundle if hasattr(bundle, "encode_speech") else load_bundle(bundle, device=device)
     data = split_data(read_manifest(manifest), split)
@@ -117,10 +118,10 @@ def evaluate_bundle(bundle, manifest: str | Path, split: str = "test", cascade_w
 def _stage(progress: Progress | None, name: str, total: int, work):
     """Run one step of the evaluation, reporting it as started and done."""
     if progress:
-        progress(name, 0, total)
+        progress(ProgressEvent(name, 0, total, kind="stage", message=name))
     result = work()
     if progress:
-        progress(name, total, total)
+        progress(ProgressEvent(name, total, total))
     return result
 
 
@@ -139,7 +140,7 @@ def _add_cascade(report: dict, bundle, data: SplitData, waves: list[np.ndarray],
         return
     transcripts = transcribe_cached(encoder.transcriber, [p.audio for p in data.pairs], waves, cache, progress)
     entry = _speech_entry(bundle.encode_texts(transcripts), image_vecs, data)
-    entry["whisper"] = whisper or bundle.cascade_whisper or "tiny.en"
+    entry["whisper"] = whisper or bundle.cascade_whisper or DEFAULT_WHISPER
     entry["wer"] = word_error_rate(data.texts, transcripts)
     report["cascade"] = entry
 
@@ -155,7 +156,7 @@ def transcribe_cached(transcriber, paths: list[Path], waves: list[np.ndarray], c
     for n, i in enumerate(todo, 1):
         known[keys[i]] = transcriber.transcribe(waves[i])
         if progress and (n % 10 == 0 or n == len(todo)):
-            progress("transcribing", n, len(todo))
+            progress(ProgressEvent("transcribing", n, len(todo)))
     if todo and cache is not None:
         _write_cache(Path(cache), store)
     return [known[k] for k in keys]
@@ -179,11 +180,7 @@ def _read_cache(cache: str | Path | None) -> dict:
 
 def _write_cache(path: Path, store: dict) -> None:
     """Write through a temp file so an interrupted run leaves the old cache intact."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(store))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(store))
     except OSError:
         pass  # a read-only data folder: the cache is an optimisation only
-    finally:
-        tmp.unlink(missing_ok=True)

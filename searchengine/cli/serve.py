@@ -7,27 +7,30 @@ import json
 
 import click
 
-from ..index import open_index
+from .options import device_option, index_option, json_option
 
 TOKEN_ENV = "SEARCHENGINE_TOKEN"
 
 
 @click.command("serve")
+@index_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--token", envvar=TOKEN_ENV, default=None, show_envvar=True,
               help="Access token every /api call must carry (Bearer header or ?token=).")
 @click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Largest query upload accepted.")
+@device_option
+@json_option
 def serve_cmd(index_dir, host, port, token, max_upload_mb, device, as_json) -> None:
     """Serve the search page and JSON API for an index."""
     import uvicorn
 
-    from .app import create_app
+    from ..index import open_index
+    from ..server.app import create_app
 
     with open_index(index_dir, device=device) as idx:
-        if idx.status().bundle is not None:
-            _ = idx.bundle  # load the models now: missing weights fail here, and the first search is not slow
+        idx.load_models()  # missing weights fail here, and the first search is not slow
         app = create_app(idx, token=token or None, max_upload_bytes=int(max_upload_mb * 2**20))
         if as_json:  # one line a supervisor can parse before the server's own log starts
             click.echo(json.dumps({"url": page_url(host, port), "index": str(idx.path), "token": bool(token)}))
@@ -37,13 +40,6 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, device, as_json) -> N
         if not token and not _is_loopback(host):
             click.echo(f"warning: {host} is reachable from other machines and no --token is set", err=True)
         uvicorn.run(app, host=host, port=port, log_level="info")
-
-
-# cli.py imports serve_cmd back to register it, so the shared options are attached only once it exists:
-# then either module can be imported first (cli.py must register it below its option definitions).
-from ..cli import device_option, index_option, json_option  # noqa: E402
-
-serve_cmd = json_option(device_option(index_option(serve_cmd)))
 
 
 def page_url(host: str, port: int) -> str:

@@ -1,0 +1,86 @@
+"""What every command shares: the common options, JSON or text output, exit codes, the progress bar.
+
+Importing this module loads click only: the commands import the library inside their bodies, so
+`searchengine --help` and the light commands never load torch, FAISS or the media decoders.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .. import errors
+from ..types import ProgressEvent
+
+# Exit codes: 0 ok, 1 engine error, 2 usage error (click's own, and bad arguments such as malformed queries),
+# 3 bundle mismatch, 4 weights missing.
+EXIT_CODES = {errors.ArgumentError: 2, errors.BundleMismatch: 3, errors.WeightsMissing: 4}
+
+index_option = click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
+                            default=None, help="Index directory (default: $SEARCHENGINE_INDEX or a per-user folder).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+device_option = click.option("--device", default=None, help="Where models run: cpu, cuda (default: cuda if present).")
+
+
+class EngineError(click.ClickException):
+    """A library error shown as `Error: ...` with the exit code for its type."""
+
+    def __init__(self, exc: errors.SearchEngineError):
+        super().__init__(str(exc))
+        self.exit_code = next((code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)), 1)
+
+
+class EngineGroup(click.Group):
+    """Turns library errors raised by any command into clean messages and exit codes."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except errors.SearchEngineError as exc:
+            raise EngineError(exc) from exc
+
+
+def emit(data: dict, as_json: bool, text: str) -> None:
+    """Print JSON (indented on a terminal, one line in a pipe) or the human text."""
+    click.echo(json.dumps(data, indent=None if not sys.stdout.isatty() else 2) if as_json else text)
+
+
+class ProgressBar:
+    """Draws the library's ProgressEvents on stderr: a bar per stage, one line per finished epoch."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.key = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if not self.enabled:
+            return
+        if event.kind == "epoch":
+            self.close()
+            click.echo(f"{event.stage} epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f}  "
+                       + "  ".join(f"{k} {v:.3f}" for k, v in (event.metrics or {}).items()), err=True)
+            return
+        key = (event.stage, event.epoch, event.message)
+        if key != self.key:
+            self._open(key, event)
+        self.bar.n = event.done
+        self.bar.set_postfix_str(f"loss {event.loss:.3f}" if event.loss is not None else "", refresh=False)
+        self.bar.refresh()
+
+    def _open(self, key, event: ProgressEvent) -> None:
+        from tqdm import tqdm
+
+        self.close()
+        self.key = key
+        desc = event.message or (f"{event.stage} {event.epoch}/{event.epochs}" if event.epochs else event.stage)
+        self.bar = tqdm(total=event.total or None, desc=desc, file=sys.stderr, leave=False)
+
+    def close(self) -> None:
+        """End the current bar (call when the work ends, also on errors)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -13,8 +13,13 @@ target_metadata = Base.metadata
 
 
 def run_migrations(connection) -> None:
-    """Apply migrations on one connection; batch mode because SQLite cannot ALTER most things."""
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    """Apply migrations on one connection; batch mode because SQLite cannot ALTER most things.
+
+    transactional_ddl: SQLite can roll back CREATE and ALTER, so a migration cut short (a crash,
+    a full disk) leaves the schema as it was, never half made.
+    """
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      transactional_ddl=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -9,22 +9,26 @@ from searchengine.store.vectors import VectorStore
 from searchengine.types import IndexReport, Progress
 
 from .pipeline import Pipeline
-from .walk import Plan, make_plan, walk
+from .plan import Plan, StoreView, make_plan
+from .walk import walk
 from .writer import Writer
 
 __all__ = ["index_paths"]
 
 
 def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle, roots: list[Path],
-                progress: Progress | None = None, batch_size: int = 32) -> IndexReport:
-    """Bring the stores in line with the media under `roots`; returns what changed."""
-    candidates, problems = walk(roots)
-    skip_reasons = {s.path: s.reason for s in metadata.skipped()}
-    plan = make_plan(candidates, problems, metadata.file_states(), metadata.skip_states(), skip_reasons,
-                     metadata.known_hashes)
+                progress: Progress | None = None, batch_size: int = 32, prune: bool = False) -> IndexReport:
+    """Bring the stores in line with the media under `roots`; returns what changed.
+
+    prune: forget indexed files that are gone from disk anywhere, also under roots not found now.
+    """
+    found = walk(roots)
+    store = StoreView(metadata.file_states(), metadata.skip_states(), {s.path: s.reason for s in metadata.skipped()},
+                      metadata.known_keys)
+    plan = make_plan(found, store, prune)
     writer = Writer(metadata, vectors)
-    links = [FileLink(c.path, digest, c.size, c.mtime_ns) for c, digest in plan.link]
-    writer.write(links=links, removed=plan.removed, skips=plan.new_skips)
+    links = [FileLink(c.path, digest, c.kind.value, c.size, c.mtime_ns) for c, digest in plan.link]
+    writer.write(links=links, removed=plan.removed + plan.forgotten, skips=plan.new_skips)
     metadata.touch([(c.path, c.size, c.mtime_ns) for c in plan.touched])
     pipeline = Pipeline(bundle, writer, batch_size, progress=progress, total=plan.embed_count)
     try:
@@ -42,4 +46,4 @@ def _report(plan: Plan, pipeline: Pipeline) -> IndexReport:
     updated = sum(1 for p in indexed if p in plan.updated_paths)
     return IndexReport(added=len(indexed) - updated, updated=updated, removed=len(plan.removed),
                        unchanged=plan.unchanged, skipped=plan.skipped + pipeline.skipped,
-                       embedded=pipeline.embedded)
+                       embedded=pipeline.embedded, warnings=pipeline.warnings, offline=plan.offline)

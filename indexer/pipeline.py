@@ -20,6 +20,9 @@ from .walk import Candidate
 from .writer import Writer
 
 STAGE = "embedding"
+# Decoded media waiting for the encoder, at most (audio is 64 KB a second decoded: 600 s is 38 MB,
+# so a count alone would let 64 long recordings hold 2.4 GB).
+HELD_BYTES = 256 << 20
 
 
 @dataclass
@@ -29,30 +32,46 @@ class Decoded:
     digest: str
     paths: list[Candidate]
     media: Image.Image | AudioClip
+    size: tuple[int, int] | None = None  # an image's width and height before decoding shrank it
 
     @property
     def kind(self) -> Kind:
         """Image or audio."""
         return self.paths[0].kind
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the decoded media holds."""
+        if isinstance(self.media, AudioClip):
+            return self.media.samples.nbytes
+        return self.media.width * self.media.height * 3
 
-def decode(digest: str, paths: list[Candidate]) -> Decoded:
+
+def decode(digest: str, paths: list[Candidate], image_side: int | None = None) -> Decoded:
     """Decode the first path of a content group (all hold the same bytes)."""
     first = paths[0]
-    media = load_image(first.path) if first.kind == Kind.IMAGE else load_audio(first.path)
-    return Decoded(digest, paths, media)
+    if first.kind == Kind.AUDIO:
+        return Decoded(digest, paths, load_audio(first.path))
+    image = load_image(first.path, min_side=image_side)
+    return Decoded(digest, paths, image, image.info.get("original_size", image.size))
 
 
-def decoded_stream(groups: dict[str, list[Candidate]], workers: int, window: int) -> Iterator[tuple[str, list[Candidate], Future]]:
-    """Yield (digest, paths, future) in order while up to `window` decodes run ahead in threads."""
+def decoded_stream(groups: dict, decode_one, workers: int, window: int,
+                   held_bytes: int = HELD_BYTES) -> Iterator[tuple[tuple, list[Candidate], Future]]:
+    """Yield (key, paths, future) in order while decodes run ahead in threads, bounded by count and bytes."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         pending: deque = deque()
-        for digest, paths in groups.items():
-            pending.append((digest, paths, pool.submit(decode, digest, paths)))
-            if len(pending) >= window:
+        for key, paths in groups.items():
+            while pending and (len(pending) >= window or _held(pending) > held_bytes):
                 yield pending.popleft()
+            pending.append((key, paths, pool.submit(decode_one, key[0], paths)))
         while pending:
             yield pending.popleft()
+
+
+def _held(pending: deque) -> int:
+    """Bytes of the finished decodes still waiting in `pending`."""
+    return sum(f.result().nbytes for _, _, f in pending if f.done() and f.exception() is None)
 
 
 class Pipeline:
@@ -67,6 +86,7 @@ class Pipeline:
         self.report = progress or (lambda event: None)
         self.total, self.done = total, 0
         self.skipped: list[Skipped] = []
+        self.warnings: list[Skipped] = []
         self.embedded = 0
 
     def progress(self, n: int) -> None:
@@ -74,20 +94,24 @@ class Pipeline:
         self.done += n
         self.report(ProgressEvent(STAGE, self.done, self.total))
 
-    def run(self, groups: dict[str, list[Candidate]]) -> None:
+    def run(self, groups: dict[tuple, list[Candidate]]) -> None:
         """Decode → batch by kind → encode → write, flushing partial batches at the end."""
         if self.total:
             self.report(ProgressEvent(STAGE, 0, self.total))
         buffers: dict[Kind, list[Decoded]] = {Kind.IMAGE: [], Kind.AUDIO: []}
-        for digest, paths, future in decoded_stream(groups, self.workers, window=2 * self.batch_size):
+        side = self.bundle.image_size
+        stream = decoded_stream(groups, lambda digest, paths: decode(digest, paths, side), self.workers,
+                                window=2 * self.batch_size)
+        for _key, paths, future in stream:
             try:
                 item = future.result()
             except MediaError as exc:
                 self._skip(paths, str(exc))
                 continue
-            buffers[item.kind].append(item)
-            if len(buffers[item.kind]) >= self.batch_size:
-                self._flush(buffers[item.kind])
+            buffer = buffers[item.kind]
+            buffer.append(item)
+            if len(buffer) >= self.batch_size or sum(i.nbytes for i in buffer) > HELD_BYTES // 2:
+                self._flush(buffer)
         for buffer in buffers.values():
             self._flush(buffer)
 
@@ -95,10 +119,13 @@ class Pipeline:
         if not batch:
             return
         items, vectors, transcripts = self._encode(batch)
-        contents = [_new_content(item, vec, text) for item, vec, text in zip(items, vectors, transcripts)]
-        links = [FileLink(c.path, item.digest, c.size, c.mtime_ns) for item in items for c in item.paths]
+        window = self.bundle.speech_seconds
+        contents = [_new_content(item, vec, text, window) for item, vec, text in zip(items, vectors, transcripts)]
+        links = [FileLink(c.path, item.digest, item.kind.value, c.size, c.mtime_ns) for item in items for c in item.paths]
         self.writer.write(contents=contents, links=links)
         self.embedded += len(items)
+        self.warnings.extend(Skipped(c.path, content.warning) for item, content in zip(items, contents)
+                             if content.warning for c in item.paths)
         self.progress(len(batch))
         batch.clear()
 
@@ -134,8 +161,13 @@ class Pipeline:
             self.progress(1)
 
 
-def _new_content(item: Decoded, vector: np.ndarray, transcript: str | None) -> NewContent:
+def _new_content(item: Decoded, vector: np.ndarray, transcript: str | None, heard: float | None) -> NewContent:
     if item.kind == Kind.IMAGE:
-        width, height = item.media.size
+        width, height = item.size
         return NewContent(item.digest, item.kind.value, vector, width=width, height=height)
-    return NewContent(item.digest, item.kind.value, vector, duration=item.media.duration, transcript=transcript)
+    clip = item.media
+    warning = clip.warning
+    if heard is not None and clip.duration > heard + 0.5:
+        warning = f"only the first {heard:.0f} s of this {clip.duration:.0f}-s recording are searchable"
+    return NewContent(item.digest, item.kind.value, vector, duration=clip.duration, transcript=transcript,
+                      warning=warning)

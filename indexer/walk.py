@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-from collections import defaultdict
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from searchengine.media import kind_of_path
-from searchengine.store.metadata import FileState
-from searchengine.types import Kind, Skipped
+from searchengine.types import Kind
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A media file found on disk."""
+    """A regular media file found on disk."""
 
     path: str
     kind: Kind
@@ -23,108 +23,109 @@ class Candidate:
     mtime_ns: int
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A media-named path that cannot be indexed, known before reading it (a FIFO, a loop, ...)."""
+
+    path: str
+    reason: str
+    size: int = 0
+    mtime_ns: int = 0
+
+
 @dataclass
-class Plan:
-    """What an index run has to do, decided before any decoding."""
+class Walk:
+    """What walking the roots found."""
 
-    embed: dict[str, list[Candidate]] = field(default_factory=dict)  # new content hash -> its paths
-    link: list[tuple[Candidate, str]] = field(default_factory=list)  # path -> already embedded content
-    touched: list[Candidate] = field(default_factory=list)  # same bytes, new mtime
-    removed: list[str] = field(default_factory=list)
-    updated_paths: set[str] = field(default_factory=set)
-    unchanged: int = 0
-    skipped: list[Skipped] = field(default_factory=list)  # still bad since an earlier run, or unreadable now
-    new_skips: list[tuple[str, str, int, int]] = field(default_factory=list)
-
-    @property
-    def embed_count(self) -> int:
-        """Distinct contents to decode and encode."""
-        return len(self.embed)
+    candidates: list[Candidate] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    walked: list[str] = field(default_factory=list)  # roots found on disk (folders or files)
+    missing: list[str] = field(default_factory=list)  # roots not found: an unplugged drive, a typo
 
 
-def walk(roots: list[Path]) -> tuple[list[Candidate], list[Skipped]]:
-    """Every image and audio file under the roots (recursive); roots that do not exist are reported."""
-    found: dict[str, Candidate] = {}
-    problems: list[Skipped] = []
+_NOT_REGULAR = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def walk(roots: list[Path]) -> Walk:
+    """Every image and audio file under the roots (recursive, regular files only)."""
+    found = Walk()
     for root in roots:
         root = Path(root).expanduser().absolute()
-        if root.is_dir():
-            for path in _files_under(root):
-                _add_candidate(found, path)
-        elif root.is_file():
-            if not _add_candidate(found, root):
-                problems.append(Skipped(str(root), f"unsupported file type '{root.suffix or '(none)'}'"))
+        try:
+            is_dir = root.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            found.walked.append(str(root))
+            for path in _files_under(root, found.problems):
+                _classify(found, path)
+        elif os.path.lexists(root):
+            found.walked.append(str(root))
+            if kind_of_path(root) is None:
+                found.problems.append(Problem(str(root), f"unsupported file type '{root.suffix or '(none)'}'"))
+            else:
+                _classify(found, root)
         else:
-            problems.append(Skipped(str(root), "no such file or directory"))
-    return sorted(found.values(), key=lambda c: c.path), problems
+            found.missing.append(str(root))
+    found.candidates.sort(key=lambda c: c.path)
+    return found
 
 
-def _files_under(root: Path):
-    """Files below root in a stable order; directory symlinks are not followed (no loops)."""
-    for dirpath, dirnames, filenames in os.walk(root):
+def _files_under(root: Path, problems: list[Problem]):
+    """Media-named files below root in a stable order; folder symlinks are not followed (no loops)."""
+    def unreadable(exc: OSError) -> None:
+        problems.append(Problem(exc.filename or str(root), f"unreadable folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames.sort()
         for name in sorted(filenames):
-            yield Path(dirpath) / name
+            if kind_of_path(name) is not None:
+                yield Path(dirpath) / name
 
 
-def _add_candidate(found: dict[str, Candidate], path: Path) -> bool:
-    kind = kind_of_path(path)
-    if kind is None:
-        return False
+def _classify(found: Walk, path: Path) -> None:
+    """A candidate, or a problem with its reason; a file gone since it was listed is passed over."""
     try:
-        st = path.stat()
-    except OSError:
-        return False
-    found[str(path)] = Candidate(str(path), kind, st.st_size, st.st_mtime_ns)
-    return True
+        st = os.stat(path)  # follows symlinks: a link to a photo is that photo
+    except OSError as exc:
+        reason = _link_problem(path, exc)
+        if reason:
+            found.problems.append(Problem(str(path), reason))
+        return
+    if not stat.S_ISREG(st.st_mode):
+        what = _NOT_REGULAR.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        found.problems.append(Problem(str(path), f"not a regular file: {what}"))
+    elif st.st_size == 0:
+        found.problems.append(Problem(str(path), "empty file (0 bytes)", 0, st.st_mtime_ns))
+    else:
+        found.candidates.append(Candidate(str(path), kind_of_path(path), st.st_size, st.st_mtime_ns))
+
+
+def _link_problem(path: Path, exc: OSError) -> str | None:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT:
+        return "dangling symbolic link" if os.path.islink(path) else None  # else: deleted meanwhile
+    return f"unreadable: {exc.strerror or exc}"
 
 
 def content_hash(path: str) -> str:
-    """sha256 of the file's bytes: identical files share one embedding."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    """sha256 of the file's bytes: identical files share one embedding.
+
+    Opened without blocking and checked again: a path swapped for a FIFO after the walk must not
+    hang the run.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file any more")
+        digest = hashlib.sha256()
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def make_plan(candidates: list[Candidate], problems: list[Skipped], states: dict[str, FileState],
-              skip_states: dict[str, tuple[int, int]], skip_reasons: dict[str, str],
-              known_hashes) -> Plan:
-    """Compare what is on disk with the store: (size, mtime) first, then the content hash."""
-    plan = Plan(skipped=list(problems))
-    seen = {c.path for c in candidates}
-    plan.removed = [p for p in states if p not in seen and not os.path.exists(p)]
-    pending: dict[str, list[Candidate]] = defaultdict(list)
-    for cand in candidates:
-        _plan_one(plan, cand, states.get(cand.path), skip_states, skip_reasons, pending)
-    known = known_hashes(list(pending))
-    for digest, cands in pending.items():
-        if digest in known:
-            plan.link.extend((c, digest) for c in cands)
-        else:
-            plan.embed[digest] = cands
-    return plan
-
-
-def _plan_one(plan: Plan, cand: Candidate, state: FileState | None, skip_states, skip_reasons, pending) -> None:
-    if state is not None and (state.size, state.mtime_ns) == (cand.size, cand.mtime_ns):
-        plan.unchanged += 1
-        return
-    if skip_states.get(cand.path) == (cand.size, cand.mtime_ns):
-        plan.skipped.append(Skipped(cand.path, skip_reasons[cand.path]))
-        return
-    try:
-        digest = content_hash(cand.path)
-    except OSError as exc:
-        reason = f"unreadable: {exc.strerror or exc}"
-        plan.skipped.append(Skipped(cand.path, reason))
-        plan.new_skips.append((cand.path, reason, cand.size, cand.mtime_ns))
-        return
-    if state is not None and state.content_hash == digest:
-        plan.touched.append(cand)
-        plan.unchanged += 1
-        return
-    if state is not None:
-        plan.updated_paths.add(cand.path)
-    pending[digest].append(cand)
+def under(path: str, roots: list[str]) -> bool:
+    """Whether `path` is one of the roots or inside one."""
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)

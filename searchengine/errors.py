@@ -49,6 +49,10 @@ class ArgumentError(SearchEngineError):
     """A library call got an argument it cannot use (wrong type or value): the caller's mistake."""
 
 
+class StorageError(SearchEngineError):
+    """The disk refused a write (full, over quota, read-only); the index is left as it was."""
+
+
 class QueryError(ArgumentError):
     """A search request is malformed (no query, several queries, bad kind or k)."""
 

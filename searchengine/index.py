@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import platformdirs
 
 from .bundles.registry import bundle_source, default_bundle_name
 from .errors import ArgumentError, BundleMismatch, IndexStateError, SearchEngineError
+from .store.generation import DB_FILE, Generation, live_folder, next_folder, publish, remove_stale
 from .store.metadata import MetadataStore
 from .store.vectors import VectorStore
 from .types import BundleInfo, IndexReport, IndexStatus, Kind, Progress, SearchResult, kinds_for
 
 INDEX_ENV = "SEARCHENGINE_INDEX"
-DB_FILE = "metadata.sqlite"
 
 
 def default_index_dir() -> Path:
@@ -43,7 +44,7 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
     if not isinstance(path, (str, os.PathLike, type(None))):
         raise ArgumentError(f"an index path must be a string or a path, not {type(path).__name__}")
     path = Path(path).expanduser() if path else default_index_dir()
-    if not create and not (path / DB_FILE).is_file():
+    if not create and not (live_folder(path) / DB_FILE).is_file():
         raise IndexStateError(f"no index at {path} (create one with `searchengine index FOLDER --index {path}`)")
     load_kwargs = {"device": device, "clip_weights": clip_weights, "whisper_model": whisper_model}
     return Index(path, bundle, rebuild=rebuild, **load_kwargs)
@@ -52,8 +53,8 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
 class BundleBinding:
     """Which bundle an index uses: checked by name at open, loaded once on first use, its weights checked once."""
 
-    def __init__(self, index_path: Path, metadata: MetadataStore, requested, load_kwargs: dict):
-        self.index_path, self.metadata, self.load_kwargs = index_path, metadata, load_kwargs
+    def __init__(self, index_path: Path, recorded: Callable[[], BundleInfo | None], requested, load_kwargs: dict):
+        self.index_path, self.recorded, self.load_kwargs = index_path, recorded, load_kwargs
         is_ref = requested is None or isinstance(requested, (str, os.PathLike))
         self.ref = requested if is_ref else None  # a name or folder, loaded on first use
         self.loaded = None if is_ref else requested  # a Bundle the caller built
@@ -72,13 +73,20 @@ class BundleBinding:
     def bundle(self):
         """The loaded bundle (loading it the first time), verified against the index's record."""
         if self.loaded is None:
-            from .bundles.bundle import load_bundle
-
-            recorded = self.metadata.bundle()
-            ref = self.ref or (recorded.source if recorded else default_bundle_name())
-            self.loaded = load_bundle(ref, **self.load_kwargs)
+            recorded = self.recorded()
+            self.loaded = _load(self.ref or (recorded.source if recorded else default_bundle_name()), self.load_kwargs)
             self._check_weights(recorded, self.loaded.info)
         return self.loaded
+
+    def bind(self, bundle) -> None:
+        """Use this loaded bundle from now on (the one a rebuild just published)."""
+        self.ref, self.loaded = None, bundle
+
+    def follow_rebuild(self) -> None:
+        """Another process published a rebuild: an index opened without a bundle follows it."""
+        if self.ref is None:
+            self.loaded = None
+        self.check(self.recorded())
 
     def _check_weights(self, recorded: BundleInfo | None, asked: BundleInfo) -> None:
         if recorded is not None and asked.fingerprint != recorded.fingerprint:
@@ -86,38 +94,42 @@ class BundleBinding:
                                  f"({recorded.source}) and other weights than '{asked.name}' has now. "
                                  "Run `searchengine index --rebuild` to re-embed.")
 
-    def start_over(self) -> None:
-        """A rebuild re-embeds with the requested bundle, by default the recorded one."""
-        recorded = self.metadata.bundle()
-        if self.ref is None and self.loaded is None and recorded is not None:
-            self.ref = recorded.source
-
 
 class Index:
     """Index media folders and search them by audio, image or text."""
 
     def __init__(self, path: Path, bundle=None, *, rebuild: bool = False, **load_kwargs):
         self.path = path.expanduser().absolute()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise IndexStateError(f"cannot create index directory {self.path}: {exc}") from exc
-        self.metadata = MetadataStore(self.path / DB_FILE)
         self._lock = threading.RLock()  # server threads share the bundle and the vector stores
-        self._binding = BundleBinding(self.path, self.metadata, bundle, load_kwargs)
-        if rebuild:
-            self._binding.start_over()
-            self._reset()
+        self.gen = Generation(live_folder(self.path))
+        self._load_kwargs = load_kwargs
+        # A rebuild re-embeds into a new generation with the requested bundle (by default the
+        # recorded one); until it is published, this index searches the live one as it is.
+        self._rebuild_ref = (bundle or self._recorded_source()) if rebuild else None
+        self._binding = BundleBinding(self.path, lambda: self.metadata.bundle(), None if rebuild else bundle, load_kwargs)
         self._binding.check(self.metadata.bundle())
-        self.vectors: dict[str, VectorStore] = {}
-        recorded = self.metadata.bundle()
-        if recorded is not None:
-            self._open_vectors(recorded.dim)
+        self._repair_files()
 
-    def _reset(self) -> None:
-        self.metadata.clear()
-        for kind in Kind:
-            (self.path / f"{kind.value}.faiss").unlink(missing_ok=True)
+    @property
+    def metadata(self) -> MetadataStore:
+        """The live generation's metadata store."""
+        return self.gen.metadata
+
+    @property
+    def vectors(self) -> dict[str, VectorStore]:
+        """The live generation's vector stores, by kind."""
+        return self.gen.vectors
+
+    def _recorded_source(self):
+        recorded = self.metadata.bundle()
+        return recorded.source if recorded else None
+
+    def _repair_files(self) -> None:
+        """Rewrite FAISS files repaired from SQLite now, unless an index run is writing (it will)."""
+        if self.gen.stale:
+            with self._writer_lock(optional=True) as locked:
+                if locked:
+                    self.gen.save_if_stale()
 
     @property
     def bundle(self):
@@ -130,61 +142,72 @@ class Index:
         if self.metadata.bundle() is not None:
             _ = self.bundle
 
-    # --- vectors --------------------------------------------------------------
-    def _open_vectors(self, dim: int) -> None:
-        """Load FAISS and reconcile it with SQLite, which is the source of truth."""
-        try:
-            self.vectors = {k.value: VectorStore(self.path / f"{k.value}.faiss", dim) for k in Kind}
-        except (RuntimeError, ValueError) as exc:
-            raise IndexStateError(f"unreadable vector index in {self.path}: {exc}") from exc
-        self._reconcile()
+    # --- writing --------------------------------------------------------------
+    def index(self, paths, *, progress: Progress | None = None, batch_size: int = 32,
+              prune: bool = False) -> IndexReport:
+        """Index (or re-index incrementally) the media under `paths`; `progress` gets ProgressEvents.
 
-    def _reconcile(self) -> bool:
-        """Add vectors SQLite has and FAISS lacks, drop ids SQLite no longer has (crash leftovers)."""
-        changed = False
-        for kind, store in self.vectors.items():
-            in_faiss = set(store.ids().tolist())
-            in_sqlite = self.metadata.content_ids(kind)
-            if in_faiss == in_sqlite:
-                continue
-            store.remove(sorted(in_faiss - in_sqlite))
-            missing = in_sqlite - in_faiss
-            if missing:
-                ids, vecs = self.metadata.vectors(kind)
-                mask = np.isin(ids, list(missing))
-                store.add(ids[mask], vecs[mask])
-            changed = True
-        return changed
-
-    # --- public API -----------------------------------------------------------
-    def index(self, paths: list[str | Path], *, progress: Progress | None = None, batch_size: int = 32) -> IndexReport:
-        """Index (or re-index incrementally) the media under `paths`; `progress` gets ProgressEvents."""
+        prune: also forget indexed files whose folder was not found (an unplugged drive keeps its
+        entries otherwise).
+        """
         from indexer import index_paths  # the write path builds on this package, not the reverse
 
         roots = _as_paths(paths)
+        if self._rebuild_ref is not None:
+            return self._rebuild(roots, progress, batch_size, prune)
         bundle = self.bundle  # fails at once when weights are missing
         with self._writer_lock():
-            self._ensure_recorded(bundle)
-            if self._reconcile():
-                for store in self.vectors.values():
-                    store.save()
-            return index_paths(self.metadata, self.vectors, bundle, roots, progress=progress, batch_size=batch_size)
+            remove_stale(self.path, keep=next_folder(self.path))
+            self.gen.record(bundle.info)
+            self.gen.save_if_stale()
+            return index_paths(self.metadata, self.vectors, bundle, roots, progress=progress,
+                               batch_size=batch_size, prune=prune)
 
-    def _ensure_recorded(self, bundle) -> None:
-        if self.metadata.bundle() is None:
-            self.metadata.set_bundle(bundle.info)
-            self._open_vectors(bundle.dim)
+    def _rebuild(self, roots, progress, batch_size: int, prune: bool) -> IndexReport:
+        """Embed everything again into the next generation, then publish it in one rename."""
+        from indexer import index_paths
+
+        bundle = _load(self._rebuild_ref or default_bundle_name(), self._load_kwargs)  # before touching anything
+        with self._writer_lock():
+            target = Generation(next_folder(self.path))
+            if target.metadata.bundle() not in (None, bundle.info):  # an unfinished rebuild for another bundle
+                target.close()
+                shutil.rmtree(target.folder)
+                target = Generation(target.folder)
+            target.record(bundle.info)
+            target.save_if_stale()
+            report = index_paths(target.metadata, target.vectors, bundle, roots, progress=progress,
+                                 batch_size=batch_size, prune=prune)
+            old, self.gen = self.gen, target
+            old.close()
+            publish(self.path, target.folder)
+        self._rebuild_ref = None
+        self._binding.bind(bundle)
+        return report
 
     @contextmanager
-    def _writer_lock(self):
-        """One index run at a time per index directory (searches need no lock)."""
-        with open(self.path / "write.lock", "w") as handle:
+    def _writer_lock(self, optional: bool = False):
+        """One index run at a time per index directory (searches need no lock).
+
+        Yields True once held. When another process holds it: IndexStateError, or with `optional`
+        (work that can wait for the next writer) False.
+        """
+        try:
+            handle = open(self.path / "write.lock", "a")
+        except OSError as exc:
+            raise IndexStateError(f"cannot use the lock file {self.path / 'write.lock'} ({exc.strerror}); "
+                                  "remove it if it is not a regular file") from exc
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise IndexStateError(f"another index run is writing to {self.path}") from exc
-            yield
+                if not optional:
+                    raise IndexStateError(f"another index run is writing to {self.path}") from exc
+                yield False
+                return
+            yield True
 
+    # --- reading --------------------------------------------------------------
     def search(self, *, audio=None, image=None, text: str | None = None, kind: str | Kind = "any",
                k: int = 10) -> SearchResult:
         """Hits best first for one query (a path, bytes, PIL image or waveform, or text), and what was heard.
@@ -204,25 +227,37 @@ class Index:
             return SearchResult(search_stores(query, self.vectors, self.metadata, kinds, k), transcript)
 
     def _refresh(self) -> None:
-        """Pick up vectors another process saved since we loaded ours (or since the index was empty)."""
-        if not self.vectors:
-            recorded = self.metadata.bundle()
-            if recorded is not None:
-                self._binding.check(recorded)
-                self._open_vectors(recorded.dim)
-            return
-        if any([store.reload_if_changed() for store in self.vectors.values()]):
-            self._reconcile()
+        """Follow a rebuild another process published, and pick up vectors it saved since we looked."""
+        if live_folder(self.path) != self.gen.folder:
+            old, self.gen = self.gen, Generation(live_folder(self.path))
+            old.close()
+            self._binding.follow_rebuild()
+        had_vectors = bool(self.vectors)
+        self.gen.refresh()
+        if self.vectors and not had_vectors:
+            self._binding.check(self.metadata.bundle())
 
     def status(self) -> IndexStatus:
-        """Counts per kind, bundle, index type and size, skipped files."""
+        """Counts per kind, bundle, index type and size, skipped files and warnings."""
         stores = self.vectors
         return IndexStatus(
             path=str(self.path), bundle=self.metadata.bundle(), files=self.metadata.file_counts(),
             vectors={k: s.count for k, s in stores.items()},
             index_type=next(iter(stores.values())).description if stores else "none (empty index)",
             index_bytes=sum(s.file_bytes() for s in stores.values()) + _db_bytes(self.metadata.path),
-            skipped=self.metadata.skipped())
+            skipped=self.metadata.skipped(), warnings=self.metadata.warnings(), rebuild=self._pending_rebuild())
+
+    def _pending_rebuild(self) -> dict | None:
+        """The unfinished rebuild beside the live generation, if any (`index --rebuild` resumes it)."""
+        folder = next_folder(self.path)
+        if not (folder / DB_FILE).is_file():
+            return None
+        pending = Generation(folder)
+        try:
+            info = pending.metadata.bundle()
+            return {"bundle": info.name if info else None, "files": sum(pending.metadata.file_counts().values())}
+        finally:
+            pending.close()
 
     def media(self, file_id: int) -> tuple[Path, str]:
         """(path, kind) of an indexed file id; raises SearchEngineError for unknown ids."""
@@ -233,13 +268,19 @@ class Index:
 
     def close(self) -> None:
         """Release the database."""
-        self.metadata.close()
+        self.gen.close()
 
     def __enter__(self) -> "Index":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _load(ref, load_kwargs: dict):
+    from .bundles.bundle import load_bundle
+
+    return load_bundle(ref, **load_kwargs)
 
 
 def _as_paths(paths) -> list[Path]:

@@ -30,6 +30,7 @@ AUDIO_MAGIC = (b"fLaC", b"ID3", b"OggS", b"\x1a\x45\xdf\xa3")
 _IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
 MAX_IMAGE_PIXELS = 100_000_000
 MAX_AUDIO_SECONDS = 600.0
+MIN_AUDIO_SECONDS = 0.1
 
 ImageSource = Union[str, Path, bytes, Image.Image]
 AudioSource = Union[str, Path, bytes, np.ndarray]
@@ -37,9 +38,10 @@ AudioSource = Union[str, Path, bytes, np.ndarray]
 
 @dataclass(frozen=True)
 class AudioClip:
-    """Mono float32 samples at SAMPLE_RATE."""
+    """Mono float32 samples at SAMPLE_RATE, and what is wrong with them if they decoded only in part."""
 
     samples: np.ndarray
+    warning: str | None = None
 
     @property
     def duration(self) -> float:
@@ -90,9 +92,12 @@ def _check_source(source, allowed: tuple, what: str) -> None:
                                + (" or a PIL image" if what == "an image" else " or a numpy waveform"))
 
 
-def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Decode an image fully, apply its EXIF orientation and return it as RGB.
+def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int | None = None) -> Image.Image:
+    """Decode an image, apply its EXIF orientation and return it as RGB.
 
+    min_side: the encoder's input size. The image is then decoded small (JPEG's DCT scaling) and
+    shrunk so its short side keeps at least twice that: a 49-MP photo costs a few MB, not 150.
+    The size before shrinking is kept in `image.info["original_size"]`.
     Raises DecodeError for unreadable data, UnsupportedMedia for other formats and
     MediaTooLarge above `max_pixels` (a decompression bomb is refused before decoding).
     """
@@ -104,8 +109,13 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image
             if img.format not in _IMAGE_FORMATS:
                 raise UnsupportedMedia(f"unsupported image format {img.format}")
             img.seek(0)  # first frame of an animation
+            size = _display_size(img)
+            if min_side:
+                img.draft("RGB", _scaled(img.size, 2 * min_side))
             img.load()  # decode now so truncation surfaces here, not later
-            return _to_rgb(ImageOps.exif_transpose(img))
+            out = _to_rgb(ImageOps.exif_transpose(_shrink(img, 2 * min_side) if min_side else img))
+            out.info["original_size"] = size
+            return out
     except Image.DecompressionBombError as exc:
         raise MediaTooLarge(f"image too large: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -123,6 +133,34 @@ def _open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
         img.close()
         raise MediaTooLarge(f"image too large: {img.width}x{img.height} pixels exceeds the limit of {max_pixels}")
     return img
+
+
+def _display_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) as shown: EXIF orientations 5-8 turn the picture a quarter."""
+    try:
+        turned = img.getexif().get(0x0112) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the picture
+        turned = False
+    return (img.height, img.width) if turned else (img.width, img.height)
+
+
+def _scaled(size: tuple[int, int], short: int) -> tuple[int, int]:
+    """`size` scaled so its short side is `short` (never up)."""
+    scale = min(1.0, short / max(1, min(size)))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _shrink(img: Image.Image, short: int) -> Image.Image:
+    """A whole-factor reduction keeping the short side at least `short` (cheap, before RGB conversion)."""
+    factor = min(img.size) // short
+    if factor < 2:
+        return img
+    if img.mode in ("P", "1"):  # palettes cannot be averaged; a nearest-pixel pick stays small
+        return img.resize((img.width // factor, img.height // factor), Image.NEAREST)
+    try:
+        return img.reduce(factor)
+    except ValueError:  # a mode reduce() does not handle
+        return img.convert("RGBA").reduce(factor)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -150,7 +188,42 @@ def load_audio(source: AudioSource, max_seconds: float = MAX_AUDIO_SECONDS,
         raise DecodeError("no audio samples")
     if samples.size > max_seconds * SAMPLE_RATE:
         raise MediaTooLarge(f"audio longer than {max_seconds:.0f} s")
-    return AudioClip(np.ascontiguousarray(samples, dtype=np.float32))
+    warning = None if isinstance(source, np.ndarray) else _audio_warning(source, samples.size / SAMPLE_RATE)
+    return AudioClip(np.ascontiguousarray(samples, dtype=np.float32), warning)
+
+
+def _audio_warning(source: str | Path | bytes, seconds: float) -> str | None:
+    """What makes a decoded recording suspect: cut short (a WAV header promising more), or too short to hold a word."""
+    announced = _wav_announced_seconds(source)
+    if announced is not None and seconds < announced - 0.05:
+        return f"truncated: {seconds:.2f} s of audio where the header announces {announced:.2f} s"
+    if seconds < MIN_AUDIO_SECONDS:
+        return f"only {seconds * 1000:.1f} ms of audio: too short to hold speech"
+    return None
+
+
+def _read_head(path: Path, n: int) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(n)
+
+
+def _wav_announced_seconds(source: str | Path | bytes) -> float | None:
+    """Seconds a RIFF/WAVE header says its data chunk holds, or None for other files (FFmpeg trusts the size)."""
+    try:
+        head = source[:4096] if isinstance(source, bytes) else _read_head(Path(source), 4096)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, None
+    while pos + 8 <= len(head):
+        chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk == b"fmt " and pos + 16 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16:pos + 20], "little")
+        if chunk == b"data":
+            return size / byte_rate if byte_rate and size < 0xFFFFFFF0 else None  # streaming writers put 0xFFFFFFFF
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _decode_audio_file(source: str | Path | bytes, max_seconds: float) -> np.ndarray:
@@ -206,7 +279,7 @@ def _resample_array(samples: np.ndarray, rate: int) -> np.ndarray:
 
 def thumbnail_jpeg(source: ImageSource, max_side: int = 256, quality: int = 85) -> bytes:
     """A small JPEG of an image, oriented and RGB, longest side at most `max_side`."""
-    img = load_image(source)
+    img = load_image(source, min_side=max_side)
     img.thumbnail((max_side, max_side), Image.LANCZOS)
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=quality)

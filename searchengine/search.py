@@ -33,7 +33,7 @@ def encode_query(bundle, audio: AudioSource | None = None, image: ImageSource | 
             raise QueryError("the text query is empty" if isinstance(value, str) else "the text query must be a string")
         return bundle.encode_texts([value.strip()]), None
     if field == "image":
-        return bundle.encode_images([load_image(_as_source(value))]), None
+        return bundle.encode_images([load_image(_as_source(value), min_side=bundle.image_size)]), None
     vectors, transcripts = bundle.encode_speech([load_audio(_as_source(value)).samples])
     return vectors, transcripts[0]
 

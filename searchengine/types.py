@@ -107,9 +107,21 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class Offline:
+    """A root that was not found this run (an unplugged drive?): its indexed files were kept."""
+
+    root: str
+    kept: int
+
+
 @dataclass
 class IndexReport:
-    """What one `index` run did."""
+    """What one `index` run did.
+
+    warnings: files indexed only in part (the path, and what is missing), e.g. a recording longer
+    than the speech encoder hears, or a truncated file.
+    """
 
     added: int = 0
     updated: int = 0
@@ -117,12 +129,12 @@ class IndexReport:
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     embedded: int = 0
+    warnings: list[Skipped] = field(default_factory=list)
+    offline: list[Offline] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The JSON summary printed by `index --json`."""
-        out = asdict(self)
-        out["skipped"] = [asdict(s) for s in self.skipped]
-        return out
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -146,9 +158,9 @@ class IndexStatus:
     index_type: str
     index_bytes: int
     skipped: list[Skipped]
+    warnings: list[Skipped] = field(default_factory=list)
+    rebuild: dict | None = None  # an unfinished rebuild beside the live index: its bundle and files so far
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
-        out = asdict(self)
-        out["skipped"] = [asdict(s) for s in self.skipped]
-        return out
+        return asdict(self)

@@ -58,11 +58,19 @@ def test_k_larger_than_index(tmp_path):
     assert store.search(unit_rows(1, 4, 0), 5)[1].tolist() == [[7]]
 
 
-def test_wrong_dimension_refused(tmp_path):
+def test_unusable_files_start_empty_and_say_why(tmp_path):
     store = VectorStore(tmp_path / "v.faiss", 4)
+    store.add([1], unit_rows(1, 4, 0))
     store.save()
-    with pytest.raises(ValueError):
-        VectorStore(tmp_path / "v.faiss", 8)
+    wrong_dim = VectorStore(tmp_path / "v.faiss", 8)
+    assert wrong_dim.count == 0 and "4-d vectors, expected 8" in wrong_dim.damaged
+    for garbage in (b"", (tmp_path / "v.faiss").read_bytes()[:50], np.random.default_rng(0).bytes(4096)):
+        (tmp_path / "bad.faiss").write_bytes(garbage)
+        bad = VectorStore(tmp_path / "bad.faiss", 4)
+        assert bad.count == 0 and "not a readable FAISS file" in bad.damaged
+        bad.add([2], unit_rows(1, 4, 1))
+        bad.save()  # the repaired file replaces the bad one
+        assert VectorStore(tmp_path / "bad.faiss", 4).ids().tolist() == [2]
 
 
 def test_schema_comes_from_alembic_in_wal_mode(tmp_path):
@@ -70,7 +78,7 @@ def test_schema_comes_from_alembic_in_wal_mode(tmp_path):
     con = sqlite3.connect(tmp_path / "m.sqlite")
     tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
     assert {"contents", "files", "skipped", "bundle_info", "alembic_version"} <= tables
-    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0001"
+    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0002"
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
     MetadataStore(tmp_path / "m.sqlite").close()  # reopening at head is a no-op
 
@@ -79,12 +87,12 @@ def test_shared_content_and_orphan_cleanup(tmp_path):
     store = MetadataStore(tmp_path / "m.sqlite")
     vec = unit_rows(1, 4, 0)[0]
     added, _ = store.write([NewContent("h1", "image", vec, width=2, height=3)],
-                           [FileLink("/a.png", "h1", 10, 1), FileLink("/b.png", "h1", 10, 2)], [], [])
+                           [FileLink("/a.png", "h1", "image", 10, 1), FileLink("/b.png", "h1", "image", 10, 2)], [], [])
     (cid,) = added["image"]
     assert [p for _, p in store.lookup([cid])[cid].paths] == ["/a.png", "/b.png"]
     _, orphans = store.write([], [], ["/a.png"], [])
     assert orphans == {}  # /b.png still holds the content
     _, orphans = store.write([], [], ["/b.png"], [])
     assert orphans == {"image": [cid]} and store.lookup([cid]) == {}
-    added, _ = store.write([NewContent("h2", "image", vec)], [FileLink("/c.png", "h2", 1, 1)], [], [])
+    added, _ = store.write([NewContent("h2", "image", vec)], [FileLink("/c.png", "h2", "image", 1, 1)], [], [])
     assert added["image"][0] > cid  # ids are never reused (AUTOINCREMENT)

@@ -52,6 +52,17 @@ class Bundle:
         return self.towers.dim
 
     @property
+    def image_size(self) -> int:
+        """The side of the square the image tower reads (decoders may shrink images towards it)."""
+        return self.towers.image_size
+
+    @property
+    def speech_seconds(self) -> float | None:
+        """How much of a recording the speech encoder hears; None when it hears all of it (the cascade)."""
+        encoder = getattr(self.speech, "encoder", None)
+        return encoder.config.max_seconds if encoder is not None else None
+
+    @property
     def info(self) -> BundleInfo:
         """What an index records about its bundle."""
         return BundleInfo(self.name, self.source, self.dim, self.fingerprint)

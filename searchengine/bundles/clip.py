@@ -22,6 +22,9 @@ class ClipTowers:
         self.device = pick_device(device)
         self.dim = dim
         self.model = model.to(self.device).eval()
+        # The square the image tower reads: decoding need not keep more than a few times this.
+        size = getattr(model.visual, "image_size", 224)
+        self.image_size = int(min(size) if isinstance(size, (tuple, list)) else size)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
 
@@ -104,8 +107,12 @@ def train_transform(model_cfg: dict):
 def load_custom(model_cfg: dict, weights: Path, device: str | None = None) -> ClipTowers:
     """A custom-config CLIP with trained weights from a bundle directory."""
     towers = build_custom(model_cfg, "cpu")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    towers.model.load_state_dict({k: v.float() for k, v in state.items()})
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        towers.model.load_state_dict({k: v.float() for k, v in state.items()})
+    except Exception as exc:  # torch raises pickle, zip, OS and shape errors for a bad file
+        raise BundleError(f"cannot read the image/text weights {weights}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:160] if str(exc) else ''}") from exc
     return ClipTowers(towers.model, towers.preprocess, towers.tokenizer, towers.dim, device)
 
 

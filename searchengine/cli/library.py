@@ -26,13 +26,15 @@ def bundles_cmd(as_json: bool) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @index_option
 @click.option("--bundle", default=None, help="Bundle name or folder (default: the index's, else clip-whisper).")
-@click.option("--rebuild", is_flag=True, help="Re-embed everything (needed to switch bundles).")
+@click.option("--rebuild", is_flag=True,
+              help="Re-embed everything into a new copy, swapped in when complete (needed to switch bundles).")
+@click.option("--prune", is_flag=True, help="Also forget indexed files gone from disk under folders not found now.")
 @click.option("--clip-weights", default=None, help="Local open_clip checkpoint for pretrained bundles.")
 @click.option("--whisper-model", default=None, help="Local CTranslate2 Whisper folder or model name.")
 @click.option("--batch-size", default=32, show_default=True, help="Files per encoder batch.")
 @device_option
 @json_option
-def index_cmd(paths, index_dir, bundle, rebuild, clip_weights, whisper_model, batch_size, device, as_json) -> None:
+def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_model, batch_size, device, as_json) -> None:
     """Index the photos and voice recordings under PATHS (incremental)."""
     from ..index import open_index
 
@@ -40,13 +42,21 @@ def index_cmd(paths, index_dir, bundle, rebuild, clip_weights, whisper_model, ba
     with open_index(index_dir, bundle, device=device, rebuild=rebuild, clip_weights=clip_weights,
                     whisper_model=whisper_model) as idx:
         try:
-            report = idx.index(list(paths), progress=progress, batch_size=batch_size)
+            report = idx.index(list(paths), progress=progress, batch_size=batch_size, prune=prune)
         finally:
             progress.close()
+    emit(report.to_dict(), as_json, format_report(report))
+
+
+def format_report(report) -> str:
+    """The counts, then one line per skipped file, warning and offline folder."""
     lines = [f"added {report.added}, updated {report.updated}, removed {report.removed}, "
              f"unchanged {report.unchanged}, skipped {len(report.skipped)}"]
     lines += [f"  skipped {s.path}: {s.reason}" for s in report.skipped]
-    emit(report.to_dict(), as_json, "\n".join(lines))
+    lines += [f"  warning {w.path}: {w.reason}" for w in report.warnings]
+    lines += [f"  offline: {o.root} not found, kept its {o.kept} indexed files (--prune forgets them)"
+              for o in report.offline]
+    return "\n".join(lines)
 
 
 @click.command("search")
@@ -102,4 +112,9 @@ def format_status(status) -> str:
              f"type:    {status.index_type}", f"size:    {status.index_bytes / 1e6:.2f} MB",
              f"skipped: {len(status.skipped)}"]
     lines += [f"  {s.path}: {s.reason}" for s in status.skipped]
+    if status.warnings:
+        lines += [f"warnings: {len(status.warnings)}"] + [f"  {w.path}: {w.reason}" for w in status.warnings]
+    if status.rebuild:
+        lines.append(f"rebuild: unfinished, bundle {status.rebuild['bundle']}, {status.rebuild['files']} files so far "
+                     "(`searchengine index --rebuild` continues it)")
     return "\n".join(lines)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy import create_engine, delete, event, func, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ..errors import IndexStateError
+from ..errors import IndexStateError, SearchEngineError
+from ..fileio import no_space
 from ..types import BundleInfo, Skipped
 from . import migrate
 from .models import BundleRecord, Content, MediaFile, SkippedFile
@@ -38,14 +40,16 @@ class NewContent:
     height: int | None = None
     duration: float | None = None
     transcript: str | None = None
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
 class FileLink:
-    """A path that now holds the content with `content_hash`."""
+    """A path that now holds the content (`content_hash`, `kind`)."""
 
     path: str
     content_hash: str
+    kind: str
     size: int
     mtime_ns: int
 
@@ -70,13 +74,45 @@ def _delete_paths(s: Session, table, paths: list[str]) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """WAL lets searches read while an index run writes; busy_timeout waits out the writer's lock."""
+    """WAL lets searches read while an index run writes; busy_timeout waits out the writer's lock.
+
+    isolation_level None stops Python's sqlite3 from opening transactions on its own (it never did
+    for DDL, so a migration could half-apply); SQLAlchemy's BEGIN below opens every one instead.
+    """
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def database_error(db_path: Path, exc: SQLAlchemyError) -> SearchEngineError:
+    """The typed error for what SQLite reported: a full disk, a damaged file, or another failure."""
+    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    lowered = detail.lower()
+    if "disk is full" in lowered or "no space" in lowered:
+        return no_space(db_path.parent, 0, None)
+    if "malformed" in lowered or "not a database" in lowered or "disk image" in lowered:
+        return IndexStateError(f"the metadata database {db_path} is damaged ({detail}). Move the index "
+                               "folder aside and index the media again into a new one.")
+    return IndexStateError(f"metadata database {db_path}: {detail}")
+
+
+def _guarded(method):
+    """Run a store method with SQLAlchemy's errors turned into the library's own."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except SQLAlchemyError as exc:
+            raise database_error(self.path, exc) from exc
+    return wrapper
 
 
 class MetadataStore:
@@ -86,16 +122,22 @@ class MetadataStore:
         self.path = db_path
         self.engine = create_engine(f"sqlite:///{db_path}")
         event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "begin", _begin)
         try:
             migrate.upgrade(self.engine)
         except SQLAlchemyError as exc:
-            raise IndexStateError(f"cannot open metadata database {db_path}: {exc}") from exc
+            self.engine.dispose()
+            raise database_error(db_path, exc) from exc
+        except SearchEngineError:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()
 
     # --- bundle -------------------------------------------------------------
+    @_guarded
     def bundle(self) -> BundleInfo | None:
         """The bundle recorded at creation, if any."""
         with Session(self.engine) as s:
@@ -104,6 +146,7 @@ class MetadataStore:
                 return None
             return BundleInfo(row.name, row.source, row.dim, row.fingerprint)
 
+    @_guarded
     def set_bundle(self, info: BundleInfo) -> None:
         """Record (or replace) the index's bundle."""
         with Session(self.engine) as s, s.begin():
@@ -112,28 +155,34 @@ class MetadataStore:
                                fingerprint=info.fingerprint, created_at=time.time()))
 
     # --- planning -----------------------------------------------------------
+    @_guarded
     def file_states(self) -> dict[str, FileState]:
         """Every indexed path with the size, mtime and hash it had when indexed."""
         query = select(MediaFile.path, MediaFile.size, MediaFile.mtime_ns, Content.content_hash).join(Content)
         with Session(self.engine) as s:
             return {p: FileState(size, mtime, h) for p, size, mtime, h in s.execute(query)}
 
+    @_guarded
     def skip_states(self) -> dict[str, tuple[int, int]]:
         """(size, mtime_ns) of every skipped path, so unchanged bad files are not retried."""
         with Session(self.engine) as s:
             rows = s.execute(select(SkippedFile.path, SkippedFile.size, SkippedFile.mtime_ns))
             return {p: (size, mtime) for p, size, mtime in rows}
 
-    def known_hashes(self, hashes: list[str]) -> set[str]:
-        """Which of these content hashes are already embedded."""
-        found: set[str] = set()
+    @_guarded
+    def known_keys(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (content hash, kind) pairs are already embedded."""
+        found: set[tuple[str, str]] = set()
         with Session(self.engine) as s:
-            for start in range(0, len(hashes), 500):
-                chunk = hashes[start:start + 500]
-                found.update(s.scalars(select(Content.content_hash).where(Content.content_hash.in_(chunk))))
+            for start in range(0, len(keys), 400):
+                chunk = keys[start:start + 400]
+                rows = s.execute(select(Content.content_hash, Content.kind)
+                                 .where(tuple_(Content.content_hash, Content.kind).in_(chunk)))
+                found.update((h, k) for h, k in rows)
         return found
 
     # --- writing ------------------------------------------------------------
+    @_guarded
     def write(self, contents: list[NewContent], links: list[FileLink], removed_paths: list[str],
               skips: list[tuple[str, str, int, int]]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         """Apply one batch in one transaction.
@@ -153,7 +202,7 @@ class MetadataStore:
         added: dict[str, list[int]] = defaultdict(list)
         for c in contents:
             row = Content(content_hash=c.content_hash, kind=c.kind, width=c.width, height=c.height,
-                          duration=c.duration, transcript=c.transcript,
+                          duration=c.duration, transcript=c.transcript, warning=c.warning,
                           vector=np.asarray(c.vector, dtype=np.float32).tobytes())
             s.add(row)
             s.flush()
@@ -164,12 +213,14 @@ class MetadataStore:
         if not links:
             return
         hashes = {link.content_hash for link in links}
-        ids = {h: i for h, i in s.execute(select(Content.content_hash, Content.id).where(Content.content_hash.in_(hashes)))}
+        query = select(Content.content_hash, Content.kind, Content.id).where(Content.content_hash.in_(hashes))
+        ids = {(h, k): i for h, k, i in s.execute(query)}
         existing = {f.path: f for f in s.scalars(select(MediaFile).where(MediaFile.path.in_([l.path for l in links])))}
         now = time.time()
         for link in links:
             row = existing.get(link.path) or MediaFile(path=link.path)
-            row.content_id, row.size, row.mtime_ns, row.indexed_at = ids[link.content_hash], link.size, link.mtime_ns, now
+            row.content_id, row.size, row.mtime_ns = ids[(link.content_hash, link.kind)], link.size, link.mtime_ns
+            row.indexed_at = now
             s.add(row)
 
     def _remove_files(self, s: Session, paths: list[str]) -> None:
@@ -196,6 +247,7 @@ class MetadataStore:
             orphans[kind].append(cid)
         return dict(orphans)
 
+    @_guarded
     def touch(self, updates: list[tuple[str, int, int]]) -> None:
         """Refresh size/mtime of files whose bytes turned out unchanged."""
         with Session(self.engine) as s, s.begin():
@@ -203,13 +255,8 @@ class MetadataStore:
                 row = s.scalars(select(MediaFile).where(MediaFile.path == path)).one()
                 row.size, row.mtime_ns = size, mtime_ns
 
-    def clear(self) -> None:
-        """Forget everything (a rebuild with another bundle)."""
-        with Session(self.engine) as s, s.begin():
-            for table in (MediaFile, Content, SkippedFile, BundleRecord):
-                s.execute(delete(table))
-
     # --- reading ------------------------------------------------------------
+    @_guarded
     def vectors(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every content of a kind, for rebuilding FAISS."""
         with Session(self.engine) as s:
@@ -218,11 +265,13 @@ class MetadataStore:
         vecs = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]) if rows else None
         return ids, vecs
 
+    @_guarded
     def content_ids(self, kind: str) -> set[int]:
         """Ids of every content of a kind."""
         with Session(self.engine) as s:
             return set(s.scalars(select(Content.id).where(Content.kind == kind)))
 
+    @_guarded
     def lookup(self, content_ids: list[int]) -> dict[int, StoredContent]:
         """Contents by id, each with all its paths; ids that vanished are simply absent."""
         if not content_ids:
@@ -236,6 +285,7 @@ class MetadataStore:
             return {c.id: StoredContent(c.id, c.kind, tuple(paths[c.id]), c.width, c.height, c.duration,
                                         c.transcript) for c in contents}
 
+    @_guarded
     def file_by_id(self, file_id: int) -> tuple[str, str] | None:
         """(path, kind) of an indexed file id, or None."""
         with Session(self.engine) as s:
@@ -243,14 +293,24 @@ class MetadataStore:
                             .where(MediaFile.id == file_id)).first()
             return (row.path, row.kind) if row else None
 
+    @_guarded
     def file_counts(self) -> dict[str, int]:
         """Indexed paths per kind."""
         with Session(self.engine) as s:
             rows = s.execute(select(Content.kind, func.count(MediaFile.id)).join(Content).group_by(Content.kind))
             return {kind: n for kind, n in rows}
 
+    @_guarded
     def skipped(self) -> list[Skipped]:
         """Every skipped path with its reason."""
         with Session(self.engine) as s:
             rows = s.execute(select(SkippedFile.path, SkippedFile.reason).order_by(SkippedFile.path))
             return [Skipped(p, r) for p, r in rows]
+
+    @_guarded
+    def warnings(self) -> list[Skipped]:
+        """Every indexed path whose content was indexed only in part, with what is missing."""
+        query = (select(MediaFile.path, Content.warning).join(Content).where(Content.warning.is_not(None))
+                 .order_by(MediaFile.path))
+        with Session(self.engine) as s:
+            return [Skipped(p, w) for p, w in s.execute(query)]

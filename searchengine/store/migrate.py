@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, inspect, text
 
 from ..errors import IndexStateError
 
@@ -27,8 +27,32 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as connection:
+        _drop_half_made_schema(connection)
         config.attributes["connection"] = connection
         try:
             command.upgrade(config, "head")
         except CommandError as exc:  # e.g. a schema revision this version does not know (a newer engine's)
             raise IndexStateError(f"cannot migrate the metadata database: {exc}") from exc
+
+
+def _drop_half_made_schema(connection: Connection) -> None:
+    """Drop the empty tables of a first migration an older engine cut short, so it can run again.
+
+    Migrations now run in one transaction, but an index made before that could be left with some
+    tables and no schema version ("table bundle_info already exists" on every later open).
+    """
+    tables = set(inspect(connection).get_table_names())
+    if not tables or _version(connection, tables) is not None:
+        return
+    ours = sorted(tables - {"alembic_version"})
+    if any(connection.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() for t in ours):
+        raise IndexStateError("the metadata database has tables but no schema version, and they hold data; "
+                              "move the index folder aside and index the media again")
+    for table in ours:
+        connection.execute(text(f'DROP TABLE "{table}"'))
+
+
+def _version(connection: Connection, tables: set[str]) -> str | None:
+    if "alembic_version" not in tables:
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()

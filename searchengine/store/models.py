@@ -6,7 +6,7 @@ FAISS id. A *file* is a path on disk pointing at a content, so identical files s
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -15,20 +15,27 @@ class Base(DeclarativeBase):
 
 
 class Content(Base):
-    """One distinct media body, embedded once; `id` is its FAISS id."""
+    """One distinct media body of one kind, embedded once; `id` is its FAISS id.
+
+    The key is (hash, kind): identical bytes named song.wav and copy.jpg are two contents, each
+    decoded as what its name says, so a bad copy cannot take a good file down with it.
+    """
 
     __tablename__ = "contents"
     # AUTOINCREMENT: a deleted id is never handed out again, so a FAISS id that outlived its
     # row after a crash can never be mistaken for a new content's vector.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (Index("ux_contents_hash_kind", "content_hash", "kind", unique=True),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(8), index=True)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     duration: Mapped[float | None] = mapped_column(Float)
     transcript: Mapped[str | None] = mapped_column(Text)
+    # Indexed, but not whole: e.g. a recording longer than the encoder hears, or a truncated file.
+    warning: Mapped[str | None] = mapped_column(Text)
     # The vector itself, so FAISS can always be rebuilt from SQLite after a crash.
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 

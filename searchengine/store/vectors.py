@@ -14,6 +14,14 @@ import numpy as np
 from ..fileio import atomic_write
 
 
+class UnreadableVectors(Exception):
+    """A FAISS file that is truncated, random, of another type or dimension (rebuilt from SQLite)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+
+
 def gpu_count() -> int:
     """GPUs FAISS can use (0 with a CPU-only build)."""
     try:
@@ -31,16 +39,30 @@ class VectorStore:
         self.use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
         self._gpu_index = None
         self._signature: tuple[int, int] | None = None
-        self.index = self._read() if path.exists() else self._empty()
+        # Why the file on disk could not be used (it starts empty then; SQLite holds every vector).
+        self.damaged: str | None = None
+        self.index = self._empty()
+        if path.exists():
+            try:
+                self.index = self._read()
+            except UnreadableVectors as exc:
+                self.damaged = str(exc)
 
     def _empty(self) -> faiss.Index:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
 
     def _read(self) -> faiss.Index:
-        index = faiss.read_index(str(self.path))
-        self._signature = self._file_signature()
+        """The index in the file, or UnreadableVectors when it is not one this store wrote."""
+        signature = self._file_signature()
+        try:
+            index = faiss.read_index(str(self.path))
+        except (RuntimeError, MemoryError) as exc:  # faiss reports every format problem as RuntimeError
+            raise UnreadableVectors(f"{self.path.name} is not a readable FAISS file ({_first_line(exc)})") from exc
+        if not isinstance(index, faiss.IndexIDMap2) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise UnreadableVectors(f"{self.path.name} holds a {type(index).__name__}, not an id-mapped inner-product index")
         if index.d != self.dim:
-            raise ValueError(f"{self.path} holds {index.d}-d vectors, expected {self.dim}")
+            raise UnreadableVectors(f"{self.path.name} holds {index.d}-d vectors, expected {self.dim}")
+        self._signature = signature
         return index
 
     def _file_signature(self) -> tuple[int, int] | None:
@@ -97,16 +119,29 @@ class VectorStore:
         return self._gpu_index[0]
 
     def save(self) -> None:
-        """Write to a temporary file, fsync, then rename: a crash never leaves a half-written index."""
-        atomic_write(self.path, lambda tmp: faiss.write_index(self.index, str(tmp)), fsync=True)
+        """Write to a temporary file, fsync, then rename: a crash never leaves a half-written index.
+
+        The index is serialised in memory and written by Python, not by faiss.write_index: FAISS only
+        logs a failed write (a full disk made a 0-byte file that was then renamed into place), while
+        Python raises, and atomic_write turns a full disk into StorageError.
+        """
+        atomic_write(self.path, faiss.serialize_index(self.index), fsync=True)
         self._signature = self._file_signature()
+        self.damaged = None
 
     def reload_if_changed(self) -> bool:
-        """Pick up a newer file written by another process (a reader beside an index run)."""
+        """Pick up a newer file written by another process (a reader beside an index run).
+
+        A file that cannot be read is left for its writer to replace; the vectors in memory stay.
+        """
         signature = self._file_signature()
         if signature is None or signature == self._signature:
             return False
-        self.index = self._read()
+        try:
+            self.index = self._read()
+        except UnreadableVectors:
+            self._signature = signature  # do not retry the same bad file on every search
+            return False
         self._gpu_index = None
         return True
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
+from contextlib import contextmanager, nullcontext
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
@@ -12,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from searchengine.errors import MediaError
-from searchengine.media import AudioClip, load_audio, load_image
+from searchengine.media import AudioClip, decode_cost, load_audio, load_image
 from searchengine.store.metadata import FileLink, NewContent
 from searchengine.types import Kind, Progress, ProgressEvent, Skipped
 
@@ -23,6 +25,8 @@ STAGE = "embedding"
 # Decoded media waiting for the encoder, at most (audio is 64 KB a second decoded: 600 s is 38 MB,
 # so a count alone would let 64 long recordings hold 2.4 GB).
 HELD_BYTES = 256 << 20
+# Images being decoded at once, at most (a 100-MP PNG holds 400 MB before it can be shrunk).
+DECODE_BYTES = 800 << 20
 
 
 @dataclass
@@ -47,12 +51,35 @@ class Decoded:
         return self.media.width * self.media.height * 3
 
 
-def decode(digest: str, paths: list[Candidate], image_side: int | None = None) -> Decoded:
+class ByteBudget:
+    """Lets decodes run together only while their peak memory fits: large non-JPEG images wait their turn."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+        self._free = threading.Condition()
+
+    @contextmanager
+    def reserve(self, cost: int):
+        cost = min(cost, self.limit)  # one image larger than the whole budget still runs, alone
+        with self._free:
+            self._free.wait_for(lambda: self.used + cost <= self.limit)
+            self.used += cost
+        try:
+            yield
+        finally:
+            with self._free:
+                self.used -= cost
+                self._free.notify_all()
+
+
+def decode(digest: str, paths: list[Candidate], image_side: int | None = None,
+           budget: ByteBudget | None = None) -> Decoded:
     """Decode the first path of a content group (all hold the same bytes)."""
     first = paths[0]
     if first.kind == Kind.AUDIO:
         return Decoded(digest, paths, load_audio(first.path))
-    image = load_image(first.path, min_side=image_side)
+    with budget.reserve(decode_cost(first.path)) if budget else nullcontext():
+        image = load_image(first.path, min_side=image_side)
     return Decoded(digest, paths, image, image.info.get("original_size", image.size))
 
 
@@ -99,8 +126,8 @@ class Pipeline:
         if self.total:
             self.report(ProgressEvent(STAGE, 0, self.total))
         buffers: dict[Kind, list[Decoded]] = {Kind.IMAGE: [], Kind.AUDIO: []}
-        side = self.bundle.image_size
-        stream = decoded_stream(groups, lambda digest, paths: decode(digest, paths, side), self.workers,
+        side, budget = self.bundle.image_size, ByteBudget(DECODE_BYTES)
+        stream = decoded_stream(groups, lambda digest, paths: decode(digest, paths, side, budget), self.workers,
                                 window=2 * self.batch_size)
         for _key, paths, future in stream:
             try:

@@ -122,6 +122,19 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
         raise DecodeError(f"not a readable image: {_short(exc)}") from exc
 
 
+def decode_cost(path: str | Path) -> int:
+    """Bytes decoding an image file may hold at its peak (0 when unknown): read from the header only.
+
+    JPEG decodes small (DCT scaling), so it costs little whatever its size; other formats are
+    decoded whole, four bytes a pixel, before they can be shrunk.
+    """
+    try:
+        with Image.open(path) as img:
+            return 0 if img.format in ("JPEG", "MPO") else img.width * img.height * 4
+    except Exception:  # noqa: BLE001 - unreadable here means the decoder will say why
+        return 0
+
+
 def _open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse oversized images before any pixel is decoded.
 

@@ -297,3 +297,32 @@ def test_a_lock_file_that_is_a_folder_is_a_typed_error(built, media_dir):
     (built / "write.lock").mkdir()
     with open_index(built) as index, pytest.raises(errors.IndexStateError, match="write.lock"):
         index.index([media_dir])
+
+
+# ------------------------------------------------------------------ 6. bounded memory
+
+def test_large_decodes_wait_for_memory_and_huge_images_decode_small(tmp_path):
+    import threading
+
+    from PIL import Image
+
+    from indexer.pipeline import ByteBudget
+    from searchengine.media import decode_cost, load_image
+
+    budget, events = ByteBudget(100), []
+
+    def second():
+        with budget.reserve(80):
+            events.append("second in")
+
+    with budget.reserve(80):
+        worker = threading.Thread(target=second)
+        worker.start()
+        worker.join(0.3)
+        events.append("first out")
+    worker.join(5)
+    assert events == ["first out", "second in"]  # the second waited for the first's memory
+    Image.new("P", (6000, 5000)).save(tmp_path / "huge.png")  # a few KB on disk, 30 MP decoded
+    assert decode_cost(tmp_path / "huge.png") == 6000 * 5000 * 4
+    small = load_image(tmp_path / "huge.png", min_side=96)
+    assert min(small.size) < 400 and small.info["original_size"] == (6000, 5000)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BundleError, MediaError, WeightsMissing
+from ..fileio import NO_SPACE, no_space
 from .registry import WHISPER_WEIGHTS
 
 N_MELS = 80
@@ -92,6 +93,10 @@ def _assemble(name: str, entry: dict, target: Path) -> None:
         for extra in extras:
             shutil.copyfile(extra, tmp / extra.name)
         _publish(tmp, target)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise no_space(target.parent, entry["model_size"], exc) from exc
+        raise WeightsMissing(f"Whisper '{name}': cannot assemble the model in {target.parent}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

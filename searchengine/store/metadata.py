@@ -88,6 +88,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+SQLITE_HEADROOM = 8 << 20
+
+
 def _begin(connection) -> None:
     connection.exec_driver_sql("BEGIN")
 
@@ -97,7 +100,8 @@ def database_error(db_path: Path, exc: SQLAlchemyError) -> SearchEngineError:
     detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
     lowered = detail.lower()
     if "disk is full" in lowered or "no space" in lowered:
-        return no_space(db_path.parent, 0, None)
+        # SQLite does not say how much it wanted: a batch of rows and its WAL frames fit in a few MB.
+        return no_space(db_path.parent, SQLITE_HEADROOM, None)
     if "malformed" in lowered or "not a database" in lowered or "disk image" in lowered:
         return IndexStateError(f"the metadata database {db_path} is damaged ({detail}). Move the index "
                                "folder aside and index the media again into a new one.")

@@ -177,6 +177,12 @@ def test_malformed_multipart_is_400(client):
     assert r.status_code in (400, 422) and "error" in r.json()
 
 
+def test_missing_closing_boundary_is_malformed_not_no_query(client):
+    body = b'--x\r\nContent-Disposition: form-data; name="text"\r\n\r\ndog\r\n'  # no --x-- at the end
+    r = client.post("/api/search", content=body, headers={"content-type": "multipart/form-data; boundary=x"})
+    assert assert_error(r, 400).startswith("malformed form data") and "exactly one" not in r.json()["error"]
+
+
 # ------------------------------------------------------------------ wrong or broken uploads
 
 def test_image_sent_as_audio_is_415(client, media):
@@ -371,7 +377,8 @@ def test_sniff_recognises_common_formats(media):
 def test_serve_command_help_and_url():
     result = CliRunner().invoke(serve_cmd, ["--help"])
     assert result.exit_code == 0
-    for option in ("--index", "--host", "--port", "--token", "--max-upload-mb", "--device"):
+    for option in ("--index", "--host", "--port", "--token", "--max-upload-mb", "--read-timeout", "--max-uploads",
+                   "--max-searches", "--device"):
         assert option in result.output
     assert page_url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
     assert page_url("0.0.0.0", 80) == "http://127.0.0.1:80/"

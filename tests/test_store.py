@@ -1,8 +1,9 @@
-"""The two stores: FAISS against numpy brute force, SQLite migrated by alembic."""
+"""The two stores: FAISS against numpy brute force, metadata (SQLite or PostgreSQL) migrated by alembic."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
 import numpy as np
 import pytest
@@ -83,8 +84,40 @@ def test_schema_comes_from_alembic_in_wal_mode(tmp_path):
     MetadataStore(tmp_path / "m.sqlite").close()  # reopening at head is a no-op
 
 
-def test_shared_content_and_orphan_cleanup(tmp_path):
-    store = MetadataStore(tmp_path / "m.sqlite")
+def open_store(tmp_path, db, schema=None) -> MetadataStore:
+    schema = schema or f"searchengine_{uuid.uuid4().hex[:12]}_g0"  # one per test on the shared server
+    return MetadataStore(tmp_path / "m.sqlite") if db is None else MetadataStore(url=db, schema=schema)
+
+
+def test_schema_comes_from_alembic_in_its_own_postgresql_schema(postgres_url):
+    from sqlalchemy import create_engine, text
+
+    open_store(None, postgres_url, "searchengine_schema_g0").close()
+    open_store(None, postgres_url, "searchengine_schema_g0").close()  # reopening at head is a no-op
+    engine = create_engine(postgres_url)
+    with engine.connect() as con:
+        tables = set(con.execute(text("select table_name from information_schema.tables "
+                                      "where table_schema = 'searchengine_schema_g0'")).scalars())
+        assert {"contents", "files", "skipped", "bundle_info", "alembic_version"} <= tables
+        assert not con.execute(text("select 1 from information_schema.tables where table_schema = 'public'")).first()
+        version = con.execute(text("select version_num from searchengine_schema_g0.alembic_version")).scalar()
+        types = dict(con.execute(text("select column_name, data_type from information_schema.columns where "
+                                      "table_schema = 'searchengine_schema_g0' and table_name = 'files'")).all())
+    engine.dispose()
+    assert version == "0002" and types["mtime_ns"] == types["size"] == "bigint"
+
+
+def test_large_sizes_and_nanosecond_mtimes_round_trip(tmp_path, db):
+    store = open_store(tmp_path, db)
+    big, mtime = 5 * 2**40, 1_790_000_000_123_456_789
+    store.write([NewContent("h", "audio", unit_rows(1, 4, 0)[0])], [FileLink("/x.wav", "h", "audio", big, mtime)],
+                [], [])
+    assert store.file_states()["/x.wav"].size == big and store.file_states()["/x.wav"].mtime_ns == mtime
+    store.close()
+
+
+def test_shared_content_and_orphan_cleanup(tmp_path, db):
+    store = open_store(tmp_path, db)
     vec = unit_rows(1, 4, 0)[0]
     added, _ = store.write([NewContent("h1", "image", vec, width=2, height=3)],
                            [FileLink("/a.png", "h1", "image", 10, 1), FileLink("/b.png", "h1", "image", 10, 2)], [], [])
@@ -96,3 +129,29 @@ def test_shared_content_and_orphan_cleanup(tmp_path):
     assert orphans == {"image": [cid]} and store.lookup([cid]) == {}
     added, _ = store.write([NewContent("h2", "image", vec)], [FileLink("/c.png", "h2", "image", 1, 1)], [], [])
     assert added["image"][0] > cid  # ids are never reused (AUTOINCREMENT)
+
+
+OPEN_STORE = """
+import sys
+from searchengine.store.metadata import MetadataStore
+print("ready", flush=True)
+sys.stdin.readline()  # all at once, imports done
+MetadataStore(url=sys.argv[1], schema=sys.argv[2]).close()
+"""
+
+
+def test_processes_opening_one_new_schema_at_once_all_succeed(postgres_url):
+    import subprocess
+    import sys
+
+    schema = f"searchengine_{uuid.uuid4().hex[:12]}_g0"
+    runs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, postgres_url, schema], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    assert [run.stdout.readline() for run in runs] == ["ready\n"] * 4
+    for run in runs:
+        run.stdin.write("go\n")
+        run.stdin.flush()
+    assert [(run.wait(timeout=120), run.stderr.read()[-300:]) for run in runs] == [(0, "")] * 4
+    store = open_store(None, postgres_url, schema)
+    assert store.bundle() is None
+    store.close()

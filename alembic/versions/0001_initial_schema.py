@@ -14,6 +14,10 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# 64-bit sizes and mtimes: BIGINT on PostgreSQL; on SQLite exactly the INTEGER this migration always
+# made (its INTEGER holds 64 bits), so SQLite databases made before and after are the same.
+INT64 = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table('bundle_info',
@@ -44,8 +48,8 @@ def upgrade() -> None:
     op.create_table('skipped',
     sa.Column('path', sa.Text(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('size', sa.Integer(), nullable=False),
-    sa.Column('mtime_ns', sa.Integer(), nullable=False),
+    sa.Column('size', INT64, nullable=False),
+    sa.Column('mtime_ns', INT64, nullable=False),
     sa.Column('skipped_at', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('path')
     )
@@ -53,8 +57,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('path', sa.Text(), nullable=False),
     sa.Column('content_id', sa.Integer(), nullable=False),
-    sa.Column('size', sa.Integer(), nullable=False),
-    sa.Column('mtime_ns', sa.Integer(), nullable=False),
+    sa.Column('size', INT64, nullable=False),
+    sa.Column('mtime_ns', INT64, nullable=False),
     sa.Column('indexed_at', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['content_id'], ['contents.id'], ),
     sa.PrimaryKeyConstraint('id'),

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..types import KIND_FILTERS
-from .options import ProgressBar, device_option, emit, index_option, json_option
+from .options import ProgressBar, db_option, device_option, emit, index_option, json_option
 
 
 @click.command("bundles")
@@ -32,15 +32,17 @@ def bundles_cmd(as_json: bool) -> None:
 @click.option("--clip-weights", default=None, help="Local open_clip checkpoint for pretrained bundles.")
 @click.option("--whisper-model", default=None, help="Local CTranslate2 Whisper folder or model name.")
 @click.option("--batch-size", default=32, show_default=True, help="Files per encoder batch.")
+@db_option
 @device_option
 @json_option
-def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_model, batch_size, device, as_json) -> None:
+def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_model, batch_size, db, device,
+              as_json) -> None:
     """Index the photos and voice recordings under PATHS (incremental)."""
     from ..index import open_index
 
     progress = ProgressBar(enabled=sys.stderr.isatty() and not as_json)
     with open_index(index_dir, bundle, device=device, rebuild=rebuild, clip_weights=clip_weights,
-                    whisper_model=whisper_model) as idx:
+                    whisper_model=whisper_model, db=db) as idx:
         try:
             report = idx.index(list(paths), progress=progress, batch_size=batch_size, prune=prune)
         finally:
@@ -66,15 +68,16 @@ def format_report(report) -> str:
 @click.option("--kind", type=click.Choice(KIND_FILTERS), default="any", show_default=True)
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
 @index_option
+@db_option
 @device_option
 @json_option
-def search_cmd(audio, image, text, kind, k, index_dir, device, as_json) -> None:
+def search_cmd(audio, image, text, kind, k, index_dir, db, device, as_json) -> None:
     """Search the index by voice, image or text."""
     from ..index import open_index
     from ..search import one_query
 
     one_query(audio=audio, image=image, text=text)  # a usage error before the index opens
-    with open_index(index_dir, device=device, create=False) as idx:
+    with open_index(index_dir, device=device, create=False, db=db) as idx:
         result = idx.search(audio=audio, image=image, text=text, kind=kind, k=k)
     heard = f'heard: "{result.transcript}"\n' if result.transcript is not None else ""
     emit(result.to_dict(), as_json, heard + format_hits(result.hits))
@@ -93,12 +96,13 @@ def format_hits(hits) -> str:
 
 @click.command("status")
 @index_option
+@db_option
 @json_option
-def status_cmd(index_dir, as_json) -> None:
+def status_cmd(index_dir, db, as_json) -> None:
     """Show what an index holds."""
     from ..index import open_index
 
-    with open_index(index_dir, create=False) as idx:
+    with open_index(index_dir, create=False, db=db) as idx:
         status = idx.status()
     emit(status.to_dict(), as_json, format_status(status))
 

@@ -21,6 +21,9 @@ EXIT_CODES = {errors.ArgumentError: 2, errors.BundleMismatch: 3, errors.WeightsM
 
 index_option = click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
                             default=None, help="Index directory (default: $SEARCHENGINE_INDEX or a per-user folder).")
+db_option = click.option("--db", "db", envvar="SEARCHENGINE_DB", show_envvar=True, default=None, metavar="URL",
+                         help="PostgreSQL URL for the metadata, e.g. postgresql+psycopg://user@host/db "
+                              "(default: SQLite in the index directory).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 device_option = click.option("--device", default=None, help="Where models run: cpu, cuda (default: cuda if present).")
 

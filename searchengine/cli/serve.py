@@ -7,7 +7,7 @@ import json
 
 import click
 
-from .options import device_option, index_option, json_option
+from .options import db_option, device_option, index_option, json_option
 
 TOKEN_ENV = "SEARCHENGINE_TOKEN"
 
@@ -26,9 +26,10 @@ TOKEN_ENV = "SEARCHENGINE_TOKEN"
               help="Searches received, queued or run at once; more are refused with 503.")
 @click.option("--max-searches", default=2, show_default=True, type=click.IntRange(min=1),
               help="Searches decoding and encoding at once (memory); the others wait for a slot.")
+@db_option
 @device_option
 @json_option
-def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_uploads, max_searches, device,
+def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_uploads, max_searches, db, device,
               as_json) -> None:
     """Serve the search page and JSON API for an index."""
     from ..index import open_index
@@ -37,7 +38,7 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_upl
     from ..server.limits import Limits
 
     limits = Limits(body_timeout=read_timeout, max_uploads=max_uploads, max_searches=max_searches)
-    with open_index(index_dir, device=device) as idx:
+    with open_index(index_dir, device=device, db=db) as idx:
         idx.load_models()  # missing weights fail here, and the first search is not slow
         app = create_app(idx, token=token or None, max_upload_bytes=int(max_upload_mb * 2**20), limits=limits)
         if as_json:  # one line a supervisor can parse before the server's own log starts

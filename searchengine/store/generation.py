@@ -1,16 +1,26 @@
-"""A generation: one complete copy of an index's stores (SQLite + a FAISS file per kind) in one folder.
+"""A generation: one complete copy of an index's stores (metadata + a FAISS file per kind).
 
 An index directory holds the live generation, named by its CURRENT file (no file: the directory
 itself, as every index made before generations), and at most one more: a rebuild under way. A
 rebuild fills the next generation beside the live one and publishes it by rewriting CURRENT in
 one atomic rename, so readers see the old index or the new one, never a mixture, and a rebuild
 cut short leaves the live generation untouched.
+
+The metadata of a generation is SQLite in its folder, or (an index opened with a database URL) a
+schema of that server database: `<prefix>_g0` for the index directory itself, `<prefix>_g<N>` for
+gen-N, where the prefix is `searchengine_<random id>` kept in the index directory's SCHEMA file.
+The id, not the directory's path, names the schemas, so machines that mount a shared index directory
+at different paths find the same ones, and two index directories can share one database.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +28,41 @@ import numpy as np
 from ..errors import IndexStateError
 from ..fileio import atomic_write
 from ..types import BundleInfo, Kind
+from .database import check_url, drop_schemas, generation_schemas, lock_key, schema_exists
 from .metadata import MetadataStore
 from .vectors import VectorStore
 
 DB_FILE = "metadata.sqlite"
 CURRENT_FILE = "CURRENT"
 PREFIX = "gen-"
+GENERATION_NAME = re.compile(r"gen-[0-9]{1,9}")
+SCHEMA_FILE = "SCHEMA"
 log = logging.getLogger("searchengine")
 
 
 def live_folder(index_dir: Path) -> Path:
     """The folder of the live generation."""
     try:
-        name = (index_dir / CURRENT_FILE).read_text().strip()
+        raw = (index_dir / CURRENT_FILE).read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return index_dir  # no rebuild yet (or not a folder: creating the index reports that)
     except OSError as exc:
         raise IndexStateError(f"cannot read {index_dir / CURRENT_FILE}: {exc}") from exc
-    if not name.startswith(PREFIX) or "/" in name:
-        raise IndexStateError(f"{index_dir / CURRENT_FILE} names no generation ({name[:40]!r})")
-    return index_dir / name
+    name = raw.decode("utf-8", "replace").strip()
+    if GENERATION_NAME.fullmatch(name) and (index_dir / name).is_dir():
+        return index_dir / name
+    return _only_generation(index_dir, name)
+
+
+def _only_generation(index_dir: Path, damaged: str) -> Path:
+    """The live generation when CURRENT is damaged: the only one there is, or IndexStateError saying which."""
+    found = sorted(p.name for p in index_dir.glob(f"{PREFIX}*") if p.is_dir() and GENERATION_NAME.fullmatch(p.name))
+    if len(found) == 1:
+        log.warning("%s is damaged (%r); using the only generation, %s", index_dir / CURRENT_FILE, damaged[:40], found[0])
+        return index_dir / found[0]
+    raise IndexStateError(f"{index_dir / CURRENT_FILE} is damaged ({damaged[:40]!r}): it must hold the name of the "
+                          f"live generation, one of {', '.join(found) or '(none found)'} (the lower number, "
+                          "unless a rebuild had finished)")
 
 
 def next_folder(index_dir: Path) -> Path:
@@ -47,33 +72,130 @@ def next_folder(index_dir: Path) -> Path:
     return index_dir / f"{PREFIX}{number}"
 
 
-def publish(index_dir: Path, folder: Path) -> None:
+@dataclass(frozen=True)
+class Backend:
+    """Where an index keeps its metadata: SQLite in each generation's folder (`url` None), or a
+    schema per generation in the server database at `url`."""
+
+    index_dir: Path | None = None
+    url: str | None = None
+    prefix: str = ""
+
+    def schema(self, folder: Path) -> str:
+        """The schema of the generation in `folder` (g0: the index directory itself)."""
+        number = 0 if folder == self.index_dir else int(folder.name[len(PREFIX):])
+        return f"{self.prefix}_g{number}"
+
+    def open(self, folder: Path) -> MetadataStore:
+        """The generation's metadata store, made (and migrated) when missing."""
+        if self.url is None:
+            return MetadataStore(folder / DB_FILE)
+        return MetadataStore(url=self.url, schema=self.schema(folder))
+
+    def holds(self, folder: Path) -> bool:
+        """Whether the generation in `folder` has metadata yet (nothing is created to find out)."""
+        if self.url is None:
+            return (folder / DB_FILE).is_file()
+        return folder.is_dir() and schema_exists(self.url, self.schema(folder))
+
+    def lock_key(self) -> int:
+        """The advisory lock every writer of this index takes on the server."""
+        return lock_key(self.prefix)
+
+    def drop(self, keep: list[Path]) -> None:
+        """Drop the schemas of every generation but those in `keep` (SQLite files go with folders)."""
+        if self.url is not None:
+            wanted = {self.schema(folder) for folder in keep}
+            drop_schemas(self.url, [s for s in generation_schemas(self.url, self.prefix) if s not in wanted])
+
+
+def backend_for(index_dir: Path, url: str | None, create: bool = True) -> Backend:
+    """The backend of the index in `index_dir`; a server database's index gets its id on creation.
+
+    An index stays with the backend it was made with: SQLite files with a URL, or a SCHEMA file
+    without one, is an IndexStateError rather than a second, empty index in the same folder.
+    """
+    marker = index_dir / SCHEMA_FILE
+    if url is None:
+        if marker.is_file():
+            raise IndexStateError(f"index {index_dir} keeps its metadata in a database server: "
+                                  "give its URL with --db or SEARCHENGINE_DB")
+        return Backend(index_dir)
+    url = check_url(url)
+    if (live_folder(index_dir) / DB_FILE).is_file():
+        raise IndexStateError(f"index {index_dir} keeps its metadata in SQLite in its folder; "
+                              "open it without --db (or index into a new folder)")
+    return Backend(index_dir, url, _schema_prefix(marker, create))
+
+
+def _schema_prefix(marker: Path, create: bool) -> str:
+    """Read the index's schema prefix, or (create) make one; two machines racing agree on one."""
+    if not marker.is_file() and create:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            draft = marker.with_name(f".{SCHEMA_FILE}.{secrets.token_hex(4)}")
+            draft.write_text(f"searchengine_{secrets.token_hex(6)}\n")
+            try:
+                os.link(draft, marker)  # fails when another process made it first: theirs wins
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        except OSError as exc:
+            raise IndexStateError(f"cannot create {marker}: {exc}") from exc
+    try:
+        prefix = marker.read_text().strip()
+    except FileNotFoundError:
+        return ""  # no index here (open_index with create=False reports it)
+    except OSError as exc:
+        raise IndexStateError(f"cannot read {marker}: {exc}") from exc
+    if not prefix.startswith("searchengine_") or len(prefix) > 50:
+        raise IndexStateError(f"{marker} names no schema ({prefix[:40]!r})")
+    return prefix
+
+
+def publish(index_dir: Path, folder: Path, backend: Backend | None = None) -> None:
     """Make `folder` the live generation (one atomic rename), then remove every other one."""
     atomic_write(index_dir / CURRENT_FILE, folder.name + "\n", fsync=True)
-    remove_stale(index_dir)
+    remove_stale(index_dir, backend=backend)
 
 
-def remove_stale(index_dir: Path, keep: Path | None = None) -> None:
-    """Delete generations that are neither live nor `keep` (left by a crash after a publish)."""
+def remove_stale(index_dir: Path, keep: Path | None = None, backend: Backend | None = None) -> None:
+    """Delete generations that are neither live nor `keep` (left by a crash after a publish), and temp files.
+
+    Only a writer calls this, under the write lock: no other process is writing a temp file then.
+    """
     live = live_folder(index_dir)
+    if backend is not None:
+        backend.drop([f for f in (live, keep) if f is not None])
     for folder in index_dir.glob(f"{PREFIX}*"):
         if folder.is_dir() and folder not in (live, keep):
             shutil.rmtree(folder, ignore_errors=True)
     if live != index_dir:  # the legacy generation's files at the top level
         for path in [*index_dir.glob(DB_FILE + "*"), *(index_dir / f"{k.value}.faiss" for k in Kind)]:
             path.unlink(missing_ok=True)
+    for folder in (index_dir, live, keep):
+        for leftover in (folder.glob(".*.tmp") if folder is not None and folder.is_dir() else ()):
+            leftover.unlink(missing_ok=True)  # a temp file a killed writer never renamed
+
+
+def discard(folder: Path, backend: Backend | None = None) -> None:
+    """Delete one generation that is not live (an unfinished rebuild for another bundle)."""
+    shutil.rmtree(folder)
+    if backend is not None and backend.url is not None:
+        drop_schemas(backend.url, [backend.schema(folder)])
 
 
 class Generation:
-    """The stores of one folder; SQLite is the source of truth, FAISS is reconciled to it."""
+    """The stores of one folder; the metadata database is the source of truth, FAISS is reconciled to it."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, backend: Backend | None = None):
         self.folder = folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise IndexStateError(f"cannot create index directory {folder}: {exc}") from exc
-        self.metadata = MetadataStore(folder / DB_FILE)
+        self.metadata = (backend or Backend()).open(folder)
         self.vectors: dict[str, VectorStore] = {}
         self.stale = False  # FAISS in memory differs from the files: the next writer saves it
         recorded = self.metadata.bundle()

@@ -1,4 +1,4 @@
-"""MetadataStore: the SQLite side of an index (files, contents and their vectors, skips, bundle)."""
+"""MetadataStore: the database side of an index (files, contents and their vectors, skips, bundle)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ..errors import IndexStateError, SearchEngineError
-from ..fileio import no_space
+from ..errors import SearchEngineError
 from ..types import BundleInfo, Skipped
 from . import migrate
+from .database import database_error, label, server_engine, sqlite_engine
 from .models import BundleRecord, Content, MediaFile, SkippedFile
 
 
@@ -73,41 +73,6 @@ def _delete_paths(s: Session, table, paths: list[str]) -> None:
         s.execute(delete(table).where(table.path.in_(paths[start:start + 500])))
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """WAL lets searches read while an index run writes; busy_timeout waits out the writer's lock.
-
-    isolation_level None stops Python's sqlite3 from opening transactions on its own (it never did
-    for DDL, so a migration could half-apply); SQLAlchemy's BEGIN below opens every one instead.
-    """
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-SQLITE_HEADROOM = 8 << 20
-
-
-def _begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN")
-
-
-def database_error(db_path: Path, exc: SQLAlchemyError) -> SearchEngineError:
-    """The typed error for what SQLite reported: a full disk, a damaged file, or another failure."""
-    detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    lowered = detail.lower()
-    if "disk is full" in lowered or "no space" in lowered:
-        # SQLite does not say how much it wanted: a batch of rows and its WAL frames fit in a few MB.
-        return no_space(db_path.parent, SQLITE_HEADROOM, None)
-    if "malformed" in lowered or "not a database" in lowered or "disk image" in lowered:
-        return IndexStateError(f"the metadata database {db_path} is damaged ({detail}). Move the index "
-                               "folder aside and index the media again into a new one.")
-    return IndexStateError(f"metadata database {db_path}: {detail}")
-
-
 def _guarded(method):
     """Run a store method with SQLAlchemy's errors turned into the library's own."""
     @functools.wraps(method)
@@ -115,23 +80,23 @@ def _guarded(method):
         try:
             return method(self, *args, **kwargs)
         except SQLAlchemyError as exc:
-            raise database_error(self.path, exc) from exc
+            raise database_error(self.where, exc) from exc
     return wrapper
 
 
 class MetadataStore:
     """All reads and writes of the metadata database; callers never see SQLAlchemy."""
 
-    def __init__(self, db_path: Path):
-        self.path = db_path
-        self.engine = create_engine(f"sqlite:///{db_path}")
-        event.listen(self.engine, "connect", _sqlite_pragmas)
-        event.listen(self.engine, "begin", _begin)
+    def __init__(self, db_path: Path | None = None, *, url: str | None = None, schema: str | None = None):
+        """SQLite at `db_path`, or the schema `schema` of the server database at `url`."""
+        self.path = db_path  # None on a server: nothing of the metadata is in the index folder
+        self.where: Path | str = db_path if url is None else label(url, schema)
+        self.engine = sqlite_engine(db_path) if url is None else server_engine(url, schema)
         try:
             migrate.upgrade(self.engine)
         except SQLAlchemyError as exc:
             self.engine.dispose()
-            raise database_error(db_path, exc) from exc
+            raise database_error(self.where, exc) from exc
         except SearchEngineError:
             self.engine.dispose()
             raise

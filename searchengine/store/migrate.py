@@ -10,6 +10,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 
 from ..errors import IndexStateError
+from .database import lock_schema
 
 
 def migrations_dir() -> Path:
@@ -27,7 +28,10 @@ def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as connection:
-        _drop_half_made_schema(connection)
+        if connection.dialect.name == "sqlite":  # PostgreSQL's DDL always ran in one transaction
+            _drop_half_made_schema(connection)
+        else:
+            lock_schema(connection)  # one process migrates a schema at a time
         config.attributes["connection"] = connection
         try:
             command.upgrade(config, "head")

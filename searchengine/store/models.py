@@ -6,8 +6,13 @@ FAISS id. A *file* is a path on disk pointing at a content, so identical files s
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+# Sizes and nanosecond mtimes need 64 bits: SQLite's INTEGER has them, PostgreSQL's needs BIGINT.
+# The variant keeps SQLite's column type exactly as migration 0001 always made it.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -48,8 +53,8 @@ class MediaFile(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("contents.id"), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Int64)
+    mtime_ns: Mapped[int] = mapped_column(Int64)
     indexed_at: Mapped[float] = mapped_column(Float)
 
 
@@ -60,8 +65,8 @@ class SkippedFile(Base):
 
     path: Mapped[str] = mapped_column(Text, primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Int64)
+    mtime_ns: Mapped[int] = mapped_column(Int64)
     skipped_at: Mapped[float] = mapped_column(Float)
 
 

@@ -1,0 +1,49 @@
+"""Damage each file of a complete index (found by walking the directory): rebuild FAISS, refuse the rest cleanly.
+
+Two layouts: a first build, and the same index after a `--rebuild` (generation folders and their
+pointer, where the engine makes them). The damages per file class are in torturelib/corrupt.py; a
+class with no file in a layout (no WAL after a clean close) is skipped, not failed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from torturelib import corrupt, damage
+
+pytestmark = pytest.mark.torture
+
+LAYOUTS = ["first-build", "after-rebuild"]
+CASES = [(cls, mode) for cls, modes in corrupt.MODES.items() for mode in modes if mode != "garble-page"]
+
+
+def files_of(scene, layout, cls):
+    found = [rel for rel in corrupt.index_files(scene.layout(layout)) if corrupt.file_class(rel) == cls]
+    if not found:
+        pytest.skip(f"no {cls} file in the {layout} layout")
+    return found
+
+
+def run_all(trials) -> None:
+    failed = [t.line() for t in trials if not t.ok]
+    assert not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("cls,mode", CASES)
+def test_damaged_file(scene, torture_dir, layout, cls, mode):
+    run_all([damage.corruption_trial(scene, rel, mode, torture_dir / "corrupt", layout=layout)
+             for rel in files_of(scene, layout, cls)])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("where", ["second", "middle", "last"])
+def test_garbled_sqlite_page(scene, torture_dir, layout, where):
+    """A page of random bytes inside the database: a typed one-line error, or (if unused) no harm at all."""
+    trials = []
+    for rel in files_of(scene, layout, "sqlite"):
+        pages = corrupt.sqlite_pages(scene.layout(layout) / rel)
+        page = {"second": min(2, pages), "middle": max(1, pages // 2), "last": pages}[where]
+        trials.append(damage.corruption_trial(scene, rel, "garble-page", torture_dir / "corrupt", page=page,
+                                              layout=layout))
+    run_all(trials)

@@ -6,27 +6,7 @@ from pathlib import Path
 
 import pytest
 from media_factory import make_image, tone, write_wav  # tests/ is on sys.path: pytest puts conftest's folder there
-
-TINY_CLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
-}
-
-
-def build_tiny_bundle(directory: Path, name: str = "tiny", seed: int = 0) -> Path:
-    """A complete bundle folder: tiny open_clip towers + tiny from-scratch learned speech encoder."""
-    import torch
-
-    from searchengine.bundles import clip
-    from searchengine.bundles.bundle import save_bundle_dir
-    from searchengine.bundles.speech import LearnedSpeechEncoder, SpeechEncoderConfig
-
-    torch.manual_seed(seed)
-    towers = clip.build_custom(TINY_CLIP, "cpu")
-    speech = LearnedSpeechEncoder(SpeechEncoderConfig(frontend=None, embed_dim=16, width=32, layers=1, heads=2))
-    return save_bundle_dir(directory, name, TINY_CLIP, towers, speech, half=False)
-
+from tiny_bundle import build_tiny_bundle
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:

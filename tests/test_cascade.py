@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_tiny_bundle
+from tiny_bundle import build_tiny_bundle
 from searchengine import open_index
 from searchengine.bundles.cascade import resolve_whisper
 from searchengine.errors import WeightsMissing

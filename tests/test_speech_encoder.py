@@ -272,7 +272,7 @@ def test_each_pool_query_is_a_weighted_mean_of_valid_frames():
 
 
 def _text_towers():
-    from conftest import TINY_CLIP
+    from tiny_bundle import TINY_CLIP
     from searchengine.bundles import clip
 
     torch.manual_seed(0)

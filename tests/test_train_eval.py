@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CLIP
+from tiny_bundle import TINY_CLIP
 from media_factory import tone, write_wav
 
 from searchengine.bundles.bundle import load_bundle

@@ -6,7 +6,6 @@ tests/conftest.py, loaded here by file path so the script can use them outside p
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
 import struct
@@ -16,7 +15,7 @@ from pathlib import Path
 
 TESTS_DIR = Path(__file__).resolve().parents[2]
 if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))  # media_factory, as tests/conftest.py imports it
+    sys.path.insert(0, str(TESTS_DIR))  # media_factory and tiny_bundle, when run.py is used outside pytest
 
 from media_factory import encode_audio, make_image, tone, write_wav  # noqa: E402
 
@@ -24,20 +23,9 @@ __all__ = ["encode_audio", "make_image", "tone", "write_wav", "build_bundles", "
            "large_photos", "bomb_png", "png_chunk"]
 
 
-def _tests_conftest():
-    """tests/conftest.py under its own module name: `conftest` may already be another file here."""
-    name = "torture_tests_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS_DIR / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 def build_bundles(directory: Path) -> tuple[Path, Path]:
     """Two tiny bundles with different weights: the index's, and the one a rebuild switches to."""
-    build = _tests_conftest().build_tiny_bundle
+    from tiny_bundle import build_tiny_bundle as build  # tests/tiny_bundle.py
     first, second = Path(directory) / "tiny", Path(directory) / "other"
     if not (first / "bundle.json").exists():
         build(first)

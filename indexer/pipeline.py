@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from searchengine.errors import MediaError
-from searchengine.media import AudioClip, decode_cost, load_audio, load_image
+from searchengine.media import AudioClip, load_audio, load_image
 from searchengine.store.metadata import FileLink, NewContent
 from searchengine.types import Kind, Progress, ProgressEvent, Skipped
 
@@ -78,8 +78,7 @@ def decode(digest: str, paths: list[Candidate], image_side: int | None = None,
     first = paths[0]
     if first.kind == Kind.AUDIO:
         return Decoded(digest, paths, load_audio(first.path))
-    with budget.reserve(decode_cost(first.path)) if budget else nullcontext():
-        image = load_image(first.path, min_side=image_side)
+    image = load_image(first.path, min_side=image_side, reserve=budget.reserve if budget else None)
     return Decoded(digest, paths, image, image.info.get("original_size", image.size))
 
 

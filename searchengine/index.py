@@ -110,11 +110,12 @@ class Index:
         self.backend: Backend = backend_for(self.path, db)
         self.gen = Generation(live_folder(self.path), self.backend)
         self._load_kwargs = load_kwargs
+        recorded = self.metadata.bundle()
         # A rebuild re-embeds into a new generation with the requested bundle (by default the
         # recorded one); until it is published, this index searches the live one as it is.
-        self._rebuild_ref = (bundle or self._recorded_source() or default_bundle_name()) if rebuild else None
+        self._rebuild_ref = (bundle or (recorded and recorded.source) or default_bundle_name()) if rebuild else None
         self._binding = BundleBinding(self.path, lambda: self.metadata.bundle(), None if rebuild else bundle, load_kwargs)
-        self._binding.check(self.metadata.bundle())
+        self._binding.check(recorded)
         self._repair_files()
 
     @property
@@ -126,10 +127,6 @@ class Index:
     def vectors(self) -> dict[str, VectorStore]:
         """The live generation's vector stores, by kind."""
         return self.gen.vectors
-
-    def _recorded_source(self):
-        recorded = self.metadata.bundle()
-        return recorded.source if recorded else None
 
     def _repair_files(self) -> None:
         """Rewrite FAISS files repaired from SQLite now, unless an index run is writing (it will)."""
@@ -157,23 +154,16 @@ class Index:
         prune: also forget indexed files whose folder was not found (an unplugged drive keeps its
         entries otherwise).
         """
-        from indexer import index_paths  # the write path builds on this package, not the reverse
-
         roots = _as_paths(paths)
         if self._rebuild_ref is not None:
             return self._rebuild(roots, progress, batch_size, prune)
         bundle = self.bundle  # fails at once when weights are missing
         with self._writer_lock():
             remove_stale(self.path, keep=next_folder(self.path), backend=self.backend)
-            self.gen.record(bundle.info)
-            self.gen.save_if_stale()
-            return index_paths(self.metadata, self.vectors, bundle, roots, progress=progress,
-                               batch_size=batch_size, prune=prune)
+            return _fill(self.gen, bundle, roots, progress=progress, batch_size=batch_size, prune=prune)
 
     def _rebuild(self, roots, progress, batch_size: int, prune: bool) -> IndexReport:
         """Embed everything again into the next generation, then publish it in one rename."""
-        from indexer import index_paths
-
         ref = self._rebuild_ref
         loaded = not isinstance(ref, (str, os.PathLike))  # the caller passed a Bundle it built
         bundle = ref if loaded else _load(ref, self._load_kwargs)  # before touching anything
@@ -183,10 +173,7 @@ class Index:
                 target.close()
                 discard(target.folder, self.backend)
                 target = Generation(target.folder, self.backend)
-            target.record(bundle.info)
-            target.save_if_stale()
-            report = index_paths(target.metadata, target.vectors, bundle, roots, progress=progress,
-                                 batch_size=batch_size, prune=prune)
+            report = _fill(target, bundle, roots, progress=progress, batch_size=batch_size, prune=prune)
             old, self.gen = self.gen, target
             old.close()
             publish(self.path, target.folder, self.backend)
@@ -271,10 +258,10 @@ class Index:
         folder = next_folder(self.path)
         if not self.backend.holds(folder):
             return None
-        pending = Generation(folder, self.backend)
+        pending = self.backend.open(folder)  # its metadata only: status need not load its vectors
         try:
-            info = pending.metadata.bundle()
-            return {"bundle": info.name if info else None, "files": sum(pending.metadata.file_counts().values())}
+            info = pending.bundle()
+            return {"bundle": info.name if info else None, "files": sum(pending.file_counts().values())}
         finally:
             pending.close()
 
@@ -294,6 +281,15 @@ class Index:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _fill(gen: Generation, bundle, roots: list[Path], **options) -> IndexReport:
+    """Bind a generation to its bundle, write FAISS files it repaired, and index the roots into it."""
+    from indexer import index_paths  # the write path builds on this package, not the reverse
+
+    gen.record(bundle.info)
+    gen.save_if_stale()
+    return index_paths(gen.metadata, gen.vectors, bundle, roots, **options)
 
 
 def _load(ref, load_kwargs: dict):

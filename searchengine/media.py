@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,12 +93,16 @@ def _check_source(source, allowed: tuple, what: str) -> None:
                                + (" or a PIL image" if what == "an image" else " or a numpy waveform"))
 
 
-def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int | None = None) -> Image.Image:
+def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int | None = None,
+               reserve=None) -> Image.Image:
     """Decode an image, apply its EXIF orientation and return it as RGB.
 
     min_side: the encoder's input size. The image is then decoded small (JPEG's DCT scaling) and
     shrunk so its short side keeps at least twice that: a 49-MP photo costs a few MB, not 150.
     The size before shrinking is kept in `image.info["original_size"]`.
+    reserve: called with the bytes the decode may hold at its peak (read from the header: JPEG
+    decodes small, other formats whole at four bytes a pixel); it returns a context the decode runs
+    in, so a caller can keep concurrent decodes within a memory budget.
     Raises DecodeError for unreadable data, UnsupportedMedia for other formats and
     MediaTooLarge above `max_pixels` (a decompression bomb is refused before decoding).
     """
@@ -112,27 +117,16 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
             size = _display_size(img)
             if min_side:
                 img.draft("RGB", _scaled(img.size, 2 * min_side))
-            img.load()  # decode now so truncation surfaces here, not later
-            out = _to_rgb(ImageOps.exif_transpose(_shrink(img, 2 * min_side) if min_side else img))
+            cost = 0 if img.format in ("JPEG", "MPO") else img.width * img.height * 4
+            with reserve(cost) if reserve else contextlib.nullcontext():
+                img.load()  # decode now so truncation surfaces here, not later
+                out = _to_rgb(ImageOps.exif_transpose(_shrink(img, 2 * min_side) if min_side else img))
             out.info["original_size"] = size
             return out
     except Image.DecompressionBombError as exc:
         raise MediaTooLarge(f"image too large: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(f"not a readable image: {_short(exc)}") from exc
-
-
-def decode_cost(path: str | Path) -> int:
-    """Bytes decoding an image file may hold at its peak (0 when unknown): read from the header only.
-
-    JPEG decodes small (DCT scaling), so it costs little whatever its size; other formats are
-    decoded whole, four bytes a pixel, before they can be shrunk.
-    """
-    try:
-        with Image.open(path) as img:
-            return 0 if img.format in ("JPEG", "MPO") else img.width * img.height * 4
-    except Exception:  # noqa: BLE001 - unreadable here means the decoder will say why
-        return 0
 
 
 def _open_image(source: str | Path | bytes, max_pixels: int) -> Image.Image:

@@ -7,7 +7,6 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from media_factory import make_image
 from searchengine.cli import cli
 
 

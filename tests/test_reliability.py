@@ -319,7 +319,7 @@ def test_large_decodes_wait_for_memory_and_huge_images_decode_small(tmp_path):
     from PIL import Image
 
     from indexer.pipeline import ByteBudget
-    from searchengine.media import decode_cost, load_image
+    from searchengine.media import load_image
 
     budget, events = ByteBudget(100), []
 
@@ -335,8 +335,9 @@ def test_large_decodes_wait_for_memory_and_huge_images_decode_small(tmp_path):
     worker.join(5)
     assert events == ["first out", "second in"]  # the second waited for the first's memory
     Image.new("P", (6000, 5000)).save(tmp_path / "huge.png")  # a few KB on disk, 30 MP decoded
-    assert decode_cost(tmp_path / "huge.png") == 6000 * 5000 * 4
-    small = load_image(tmp_path / "huge.png", min_side=96)
+    asked = []
+    small = load_image(tmp_path / "huge.png", min_side=96, reserve=lambda cost: asked.append(cost) or budget.reserve(1))
+    assert asked == [6000 * 5000 * 4]  # the decode asked for its whole-size peak before decoding
     assert min(small.size) < 400 and small.info["original_size"] == (6000, 5000)
 
 

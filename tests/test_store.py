@@ -6,7 +6,6 @@ import sqlite3
 import uuid
 
 import numpy as np
-import pytest
 
 from searchengine.store.metadata import FileLink, MetadataStore, NewContent
 from searchengine.store.vectors import VectorStore

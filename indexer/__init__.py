@@ -22,7 +22,7 @@ def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle
 
     prune: forget indexed files that are gone from disk anywhere, also under roots not found now.
     """
-    found = walk(roots)
+    found = walk(roots, progress)
     store = StoreView(metadata.file_states(), metadata.skip_states(), {s.path: s.reason for s in metadata.skipped()},
                       metadata.known_keys)
     plan = make_plan(found, store, prune)

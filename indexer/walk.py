@@ -6,11 +6,12 @@ import errno
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from searchengine.media import kind_of_path
-from searchengine.types import Kind
+from searchengine.types import Kind, Progress, ProgressEvent
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,11 @@ _NOT_REGULAR = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character 
                 stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 
 
-def walk(roots: list[Path]) -> Walk:
-    """Every image and audio file under the roots (recursive, regular files only)."""
+def walk(roots: list[Path], progress: Progress | None = None) -> Walk:
+    """Every image and audio file under the roots (recursive, regular files only).
+
+    `progress` hears "scanning ROOT: N files" a few times a second: a large tree takes a while to list.
+    """
     found = Walk()
     for root in roots:
         root = Path(root).expanduser().absolute()
@@ -58,8 +62,12 @@ def walk(roots: list[Path]) -> Walk:
             is_dir = False
         if is_dir:
             found.walked.append(str(root))
+            tick = _Ticker(progress, f"scanning {root}")
+            tick(0)  # at once: listing a large tree takes a while before the first file shows
             for path in _files_under(root, found.problems):
                 _classify(found, path)
+                tick(len(found.candidates))
+            tick(len(found.candidates), final=True)
         elif os.path.lexists(root):
             found.walked.append(str(root))
             if kind_of_path(root) is None:
@@ -70,6 +78,21 @@ def walk(roots: list[Path]) -> Walk:
             found.missing.append(str(root))
     found.candidates.sort(key=lambda c: c.path)
     return found
+
+
+class _Ticker:
+    """Reports a running count at most every REPORT_EVERY seconds (and once at the end)."""
+
+    REPORT_EVERY = 0.2
+
+    def __init__(self, progress: Progress | None, message: str):
+        self.progress, self.message, self.last = progress, message, 0.0
+
+    def __call__(self, count: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.progress is not None and (final or now - self.last >= self.REPORT_EVERY):
+            self.last = now
+            self.progress(ProgressEvent("scanning", done=count, message=self.message))
 
 
 def _files_under(root: Path, problems: list[Problem]):

@@ -49,6 +49,10 @@ class ArgumentError(SearchEngineError):
     """A library call got an argument it cannot use (wrong type or value): the caller's mistake."""
 
 
+class PathNotFound(SearchEngineError):
+    """A folder or file given to index does not exist (and the index holds nothing from it)."""
+
+
 class StorageError(SearchEngineError):
     """The disk refused a write (full, over quota, read-only); the index is left as it was."""
 

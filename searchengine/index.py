@@ -12,7 +12,7 @@ from pathlib import Path
 import platformdirs
 
 from .bundles.registry import bundle_source, default_bundle_name
-from .errors import ArgumentError, BundleMismatch, IndexStateError, SearchEngineError
+from .errors import ArgumentError, BundleMismatch, IndexStateError, PathNotFound, SearchEngineError
 from .store.database import advisory_lock
 from .store.generation import (Backend, Generation, backend_for, discard, live_folder, next_folder, publish,
                                remove_stale)
@@ -155,12 +155,24 @@ class Index:
         entries otherwise).
         """
         roots = _as_paths(paths)
+        self._check_roots(roots)
         if self._rebuild_ref is not None:
             return self._rebuild(roots, progress, batch_size, prune)
         bundle = self.bundle  # fails at once when weights are missing
         with self._writer_lock():
             remove_stale(self.path, keep=next_folder(self.path), backend=self.backend)
             return _fill(self.gen, bundle, roots, progress=progress, batch_size=batch_size, prune=prune)
+
+    def _check_roots(self, roots: list[Path]) -> None:
+        """PathNotFound for a missing root the index holds nothing from (a typo); an unplugged drive is
+        fine: its files stay indexed and the report lists it as offline."""
+        missing = [str(root.expanduser().absolute()) for root in roots if not os.path.lexists(root.expanduser())]
+        if not missing:
+            return
+        held = self.metadata.file_states()
+        unknown = [root for root in missing if not any(_is_under(path, root) for path in held)]
+        if unknown:
+            raise PathNotFound("no such file or folder: " + ", ".join(unknown))
 
     def _rebuild(self, roots, progress, batch_size: int, prune: bool) -> IndexReport:
         """Embed everything again into the next generation, then publish it in one rename."""
@@ -309,6 +321,10 @@ def _as_paths(paths) -> list[Path]:
     if not all(isinstance(p, (str, os.PathLike)) for p in roots):
         raise ArgumentError("index() takes folders or files as paths, e.g. index(['~/Pictures', '~/Recordings'])")
     return [Path(p) for p in roots]
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _db_bytes(db_path: Path | None) -> int:

@@ -10,6 +10,7 @@ from typing import Union
 
 import av
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DecodeError, MediaTooLarge, UnsupportedMedia
@@ -19,6 +20,7 @@ from .types import SAMPLE_RATE, Kind
 # several audio types, .opus and .m4a on some systems, and calls .webm video).
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                  ".bmp": "image/bmp", ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff",
+                 ".heic": "image/heic", ".heif": "image/heif",
                  ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
                  ".oga": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac",
                  ".webm": "audio/webm"}
@@ -27,8 +29,12 @@ AUDIO_EXTENSIONS = frozenset(ext for ext, ctype in CONTENT_TYPES.items() if ctyp
 # The first bytes of the formats above (what a file says it is, whatever its name).
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 AUDIO_MAGIC = (b"fLaC", b"ID3", b"OggS", b"\x1a\x45\xdf\xa3")
+# ISO media files (bytes 4-8 "ftyp") are images when their brand is one of HEIF's, else audio (.m4a).
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 # Pillow's own names for the formats we accept; MPO is how Pillow reports many camera JPEGs.
-_IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+_IMAGE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF"})
+# Phones save photos as HEIC: pillow-heif teaches Pillow to open them (it applies their rotation itself).
+pillow_heif.register_heif_opener()
 MAX_IMAGE_PIXELS = 100_000_000
 MAX_AUDIO_SECONDS = 600.0
 MIN_AUDIO_SECONDS = 0.1
@@ -70,13 +76,17 @@ def sniff(data: bytes) -> str | None:
     head = data[:4096]
     if b"\x00" not in head and _is_utf8(head):
         return "text"
-    if head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or _is_heif(head):
         return "image"
     if head.startswith(AUDIO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head[4:8] == b"ftyp":
         return "audio"
     if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG/ADTS frame sync
         return "audio"
     return None
+
+
+def _is_heif(head: bytes) -> bool:
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
 
 
 def _is_utf8(head: bytes) -> bool:

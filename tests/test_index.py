@@ -14,7 +14,7 @@ from sqlalchemy import text
 from media_factory import make_image, tone, write_wav
 from pg_server import hold_writer_lock
 from searchengine import open_index
-from searchengine.errors import BundleMismatch, IndexStateError, QueryError
+from searchengine.errors import BundleMismatch, IndexStateError, PathNotFound, QueryError
 from searchengine.media import load_audio, load_image
 from searchengine.store.vectors import VectorStore
 
@@ -49,8 +49,9 @@ def test_index_reports_progress_and_search_returns_a_result(tiny_bundle, media_d
     with open_index(tmp_path / "index", tiny_bundle) as index:
         report = index.index([media_dir], progress=events.append)
         result = index.search(text="a photo", k=4)
-    assert report.embedded == 6 and events[0].done == 0
-    assert [e.done for e in events] == sorted(e.done for e in events)  # it only moves forward
+    assert report.embedded == 6 and events[0].stage == "scanning" and events[0].done == 0
+    embedding = [e.done for e in events if e.stage == "embedding"]
+    assert embedding[0] == 0 and embedding == sorted(embedding)  # it only moves forward
     assert events[-1].stage == "embedding" and events[-1].done == events[-1].total == 6
     assert result.transcript is None and len(result) == 4 and list(result) == result.hits
     assert result.to_dict()["hits"][0]["path"] == result[0].path
@@ -273,10 +274,11 @@ def test_empty_index_searches_return_nothing(index_dir, tiny_bundle):
         assert index.status().files == {}
 
 
-def test_missing_root_is_reported(index_dir, tiny_bundle, tmp_path):
-    with open_index(index_dir, tiny_bundle) as index:
-        report = index.index([tmp_path / "nowhere"])
-        assert report.skipped[0].reason == "no such file or directory"
+def test_a_missing_root_the_index_knows_nothing_of_is_an_error(idx, media_dir, tmp_path):
+    before = idx.status().files
+    with pytest.raises(PathNotFound, match=str(tmp_path / "nowhere")):
+        idx.index([media_dir, tmp_path / "nowhere"])
+    assert idx.status().files == before  # refused before anything changed
 
 
 def test_vectors_are_unit_float32(idx, media_dir):

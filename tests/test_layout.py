@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("searchengine", "indexer")
-HEAVY = ("torch", "faiss", "open_clip", "sqlalchemy", "av", "PIL", "alembic", "torchaudio")
+HEAVY = ("torch", "faiss", "open_clip", "sqlalchemy", "av", "PIL", "pillow_heif", "alembic", "torchaudio")
 
 
 def module_files() -> dict[str, Path]:

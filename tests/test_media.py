@@ -8,7 +8,7 @@ from PIL import Image
 
 from media_factory import AUDIO_FORMATS, encode_audio, make_image, tone, write_wav
 from searchengine.errors import DecodeError, MediaTooLarge, UnsupportedMedia
-from searchengine.media import SAMPLE_RATE, kind_of_path, load_audio, load_image, thumbnail_jpeg
+from searchengine.media import SAMPLE_RATE, kind_of_path, load_audio, load_image, sniff, thumbnail_jpeg
 from searchengine.types import Kind
 
 
@@ -38,12 +38,22 @@ def test_audio_from_bytes_and_arrays_resampled(tmp_path):
 
 
 @pytest.mark.parametrize("fmt,suffix", [("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp"), ("BMP", ".bmp"),
-                                        ("GIF", ".gif"), ("TIFF", ".tiff")])
+                                        ("GIF", ".gif"), ("TIFF", ".tiff"), ("HEIF", ".heic"), ("HEIF", ".heif")])
 def test_every_image_format_decodes_to_rgb(tmp_path, fmt, suffix):
     path = make_image(tmp_path / f"x{suffix}", 5, size=(30, 20), fmt=fmt)
     img = load_image(path)
     assert img.mode == "RGB" and img.size == (30, 20)
     assert kind_of_path(path) == Kind.IMAGE
+
+
+def test_heic_photo_keeps_its_colours_and_is_sniffed_as_an_image(tmp_path):
+    path = tmp_path / "phone.heic"
+    Image.new("RGB", (64, 48), (200, 20, 20)).save(path, format="HEIF")
+    r, g, b = load_image(path).getpixel((10, 10))
+    assert r > 170 and g < 60 and b < 60  # lossy, but still red
+    assert sniff(path.read_bytes()) == "image"
+    m4a = encode_audio(tmp_path / "memo.m4a", tone(2, 0.5))  # the same ISO container family, another brand
+    assert sniff(m4a.read_bytes()) == "audio"
 
 
 def test_gif_first_frame(tmp_path):

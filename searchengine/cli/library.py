@@ -43,11 +43,36 @@ def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_mo
     progress = ProgressBar(enabled=sys.stderr.isatty() and not as_json)
     with open_index(index_dir, bundle, device=device, rebuild=rebuild, clip_weights=clip_weights,
                     whisper_model=whisper_model, db=db) as idx:
+        before = _files_held(idx, rebuild)
         try:
             report = idx.index(list(paths), progress=progress, batch_size=batch_size, prune=prune)
+        except KeyboardInterrupt:  # the library has saved every finished batch on its way out
+            progress.close()
+            saved = max(0, _files_held(idx, rebuild) - before)
+            click.echo(f"stopped: {saved} files saved, run again to continue", err=True)
+            raise SystemExit(130) from None  # the shell's code for "ended by Ctrl-C"
         finally:
             progress.close()
-    emit(report.to_dict(), as_json, format_report(report))
+    note = nothing_found_note(report, paths)
+    emit(report.to_dict() | ({"note": note} if note else {}), as_json, "\n".join(filter(None, [format_report(report), note])))
+
+
+def nothing_found_note(report, paths) -> str | None:
+    """When the roots held no media at all: which file types the engine looks for."""
+    if report.added or report.updated or report.unchanged or report.removed or report.skipped or report.offline:
+        return None
+    from ..media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+
+    return (f"no photos or recordings found under {', '.join(map(str, paths))}; looked for images "
+            f"({' '.join(sorted(IMAGE_EXTENSIONS))}) and audio ({' '.join(sorted(AUDIO_EXTENSIONS))})")
+
+
+def _files_held(idx, rebuilding: bool) -> int:
+    """Files in the index, or in the rebuild being made beside it (what an interrupted run has kept)."""
+    status = idx.status()
+    if rebuilding:
+        return status.rebuild["files"] if status.rebuild else 0
+    return sum(status.files.values())
 
 
 def format_report(report) -> str:

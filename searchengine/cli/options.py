@@ -36,14 +36,31 @@ class EngineError(click.ClickException):
         self.exit_code = next((code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)), 1)
 
 
+class JsonError(click.ClickException):
+    """An error of a command run with --json: `{"error": ..., "code": ...}` on stdout, where its output goes."""
+
+    def __init__(self, error: click.ClickException):
+        super().__init__(error.format_message())
+        self.exit_code = error.exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(json.dumps({"error": self.message, "code": self.exit_code}))
+
+
 class EngineGroup(click.Group):
-    """Turns library errors raised by any command into clean messages and exit codes."""
+    """Turns library errors raised by any command into clean messages and exit codes (JSON with --json)."""
 
     def invoke(self, ctx):
+        wants_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
-            return super().invoke(ctx)
-        except errors.SearchEngineError as exc:
-            raise EngineError(exc) from exc
+            try:
+                return super().invoke(ctx)
+            except errors.SearchEngineError as exc:
+                raise EngineError(exc) from exc
+        except click.ClickException as exc:
+            if wants_json:
+                raise JsonError(exc) from exc
+            raise
 
 
 def emit(data: dict, as_json: bool, text: str) -> None:
@@ -80,7 +97,8 @@ class ProgressBar:
         self.close()
         self.key = key
         desc = event.message or (f"{event.stage} {event.epoch}/{event.epochs}" if event.epochs else event.stage)
-        self.bar = tqdm(total=event.total or None, desc=desc, file=sys.stderr, leave=False)
+        unit = "files" if event.stage in ("scanning", "embedding") else "it"
+        self.bar = tqdm(total=event.total or None, desc=desc, file=sys.stderr, leave=False, unit=f" {unit}")
 
     def close(self) -> None:
         """End the current bar (call when the work ends, also on errors)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import socket
 
 import click
 
@@ -38,7 +40,8 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_upl
     from ..server.limits import Limits
 
     limits = Limits(body_timeout=read_timeout, max_uploads=max_uploads, max_searches=max_searches)
-    with open_index(index_dir, device=device, db=db) as idx:
+    check_port_free(host, port)  # before loading models: a taken port should fail in a blink, not after them
+    with open_index(index_dir, device=device, db=db, create=False) as idx:
         idx.load_models()  # missing weights fail here, and the first search is not slow
         app = create_app(idx, token=token or None, max_upload_bytes=int(max_upload_mb * 2**20), limits=limits)
         if as_json:  # one line a supervisor can parse before the server's own log starts
@@ -49,6 +52,20 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_upl
         if not token and not _is_loopback(host):
             click.echo(f"warning: {host} is reachable from other machines and no --token is set", err=True)
         serving.run(app, host, port, read_timeout=read_timeout)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A clear error when the address is taken or cannot be bound (uvicorn would only say so after loading)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # uvicorn sets it too: TIME_WAIT is no clash
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(f"port {port} on {host} is in use (another server?): "
+                                           f"choose another with --port, e.g. --port {port + 1}") from exc
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def page_url(host: str, port: int) -> str:

@@ -1,0 +1,131 @@
+"""What a new user meets first at the terminal: errors that say what to do, in text and in JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from indexer.walk import walk
+from media_factory import make_image
+from searchengine.cli import cli
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+@pytest.fixture
+def built(index_dir, tiny_bundle, media_dir):
+    result = run("index", media_dir, "--index", index_dir, "--bundle", tiny_bundle)
+    assert result.exit_code == 0, result.output
+    return index_dir
+
+
+def test_errors_are_json_objects_with_the_exit_code_when_json_is_asked(tmp_path):
+    missing = tmp_path / "nothing-here"
+    result = run("status", "--index", missing, "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)
+    assert error["code"] == 1 and str(missing) in error["error"]
+    usage = run("search", "--no-such-option", "--json")
+    assert usage.exit_code == 2 and json.loads(usage.stdout)["code"] == 2
+
+
+def test_errors_stay_plain_text_without_json(tmp_path):
+    result = run("status", "--index", tmp_path / "nothing-here")
+    assert result.exit_code == 1 and result.output.startswith("Error: no index at")
+
+
+def test_serve_refuses_a_folder_without_an_index_and_creates_nothing(tmp_path):
+    folder = tmp_path / "not-an-index"
+    folder.mkdir()
+    result = run("serve", "--index", folder, "--port", _free_port())
+    assert result.exit_code == 1 and "no index at" in result.output
+    assert list(folder.iterdir()) == []
+
+
+def test_serve_says_the_port_is_taken_before_loading_anything(built):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--index", built, "--port", port, "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert f"port {port}" in error and "--port" in error
+
+
+def test_walk_reports_scanning_progress_with_a_running_count(tmp_path):
+    for n in range(5):
+        make_image(tmp_path / "photos" / f"p{n}.png", n)
+    events = []
+    walk([tmp_path / "photos"], progress=events.append)
+    assert events and all(e.stage == "scanning" for e in events)
+    assert events[-1].done == 5 and events[-1].message == f"scanning {tmp_path / 'photos'}"
+    assert [e.done for e in events] == sorted(e.done for e in events)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ctrl_c_saves_what_is_done_and_exits_130(tmp_path, tiny_bundle):
+    photos = tmp_path / "photos"
+    for n in range(400):
+        make_image(photos / f"p{n:03}.png", n)
+    index = tmp_path / "index"
+    cmd = [sys.executable, "-m", "searchengine", "index", str(photos), "--index", str(index),
+           "--bundle", str(tiny_bundle), "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_saved_files(index, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    saved = int(re.search(r"stopped: (\d+) files saved, run again to continue", err).group(1))
+    assert 0 < saved < 400
+    again = run("index", photos, "--index", index, "--json")
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert (report["added"], report["unchanged"]) == (400 - saved, saved)
+
+
+def _wait_for_saved_files(index, proc, timeout: float = 60.0) -> None:
+    """Until the running indexer has committed some files (read through the library, as another process)."""
+    from searchengine.index import open_index
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open_index(index, create=False) as idx:
+                if sum(idx.status().files.values()) > 0:
+                    return
+        except Exception:  # not created yet
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the indexer saved nothing in time: {proc.communicate()[1] if proc.poll() is not None else ''}")
+
+
+def test_a_path_that_does_not_exist_is_an_error_naming_it(tmp_path, tiny_bundle):
+    missing = tmp_path / "Picturs"
+    result = run("index", missing, "--index", tmp_path / "index", "--bundle", tiny_bundle)
+    assert result.exit_code == 1 and str(missing) in result.output
+
+
+def test_a_folder_without_media_says_what_is_looked_for(tmp_path, tiny_bundle):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("not media")
+    result = run("index", tmp_path / "docs", "--index", tmp_path / "index", "--bundle", tiny_bundle)
+    assert result.exit_code == 0
+    assert "no photos or recordings found" in result.output and ".heic" in result.output and ".wav" in result.output
+    as_json = json.loads(run("index", tmp_path / "docs", "--index", tmp_path / "index", "--json").stdout)
+    assert as_json["added"] == 0 and ".jpg" in as_json["note"]

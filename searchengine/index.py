@@ -263,7 +263,7 @@ class Index:
             vectors={k: s.count for k, s in stores.items()},
             index_type=next(iter(stores.values())).description if stores else "none (empty index)",
             index_bytes=sum(s.file_bytes() for s in stores.values()) + _db_bytes(self.metadata.path),
-            skipped=self.metadata.skipped(), warnings=self.metadata.warnings(), rebuild=self._pending_rebuild())
+            skipped=_still_on_disk(self.metadata.skipped()), warnings=self.metadata.warnings(), rebuild=self._pending_rebuild())
 
     def _pending_rebuild(self) -> dict | None:
         """The unfinished rebuild beside the live generation, if any (`index --rebuild` resumes it)."""
@@ -321,6 +321,11 @@ def _as_paths(paths) -> list[Path]:
     if not all(isinstance(p, (str, os.PathLike)) for p in roots):
         raise ArgumentError("index() takes folders or files as paths, e.g. index(['~/Pictures', '~/Recordings'])")
     return [Path(p) for p in roots]
+
+
+def _still_on_disk(skipped: list) -> list:
+    """Skip records of files deleted since are not news (the next index run forgets them for good)."""
+    return [s for s in skipped if os.path.lexists(s.path)]
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -129,3 +129,13 @@ def test_a_folder_without_media_says_what_is_looked_for(tmp_path, tiny_bundle):
     assert "no photos or recordings found" in result.output and ".heic" in result.output and ".wav" in result.output
     as_json = json.loads(run("index", tmp_path / "docs", "--index", tmp_path / "index", "--json").stdout)
     assert as_json["added"] == 0 and ".jpg" in as_json["note"]
+
+
+def test_status_leaves_out_skip_records_of_files_deleted_since(tmp_path, tiny_bundle, media_dir):
+    broken = media_dir / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a photo")
+    assert run("index", media_dir, "--index", tmp_path / "index", "--bundle", tiny_bundle).exit_code == 0
+    assert [s["path"] for s in json.loads(run("status", "--index", tmp_path / "index", "--json").stdout)["skipped"]] \
+        == [str(broken)]
+    broken.unlink()
+    assert json.loads(run("status", "--index", tmp_path / "index", "--json").stdout)["skipped"] == []

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from searchengine.store.metadata import FileLink, MetadataStore
 from searchengine.store.vectors import VectorStore
-from searchengine.types import IndexReport, Progress
+from searchengine.types import IndexReport, Kind, Progress
 
 from .pipeline import Pipeline
 from .plan import Plan, StoreView, make_plan
 from .walk import walk
 from .writer import Writer
 
+if TYPE_CHECKING:
+    from .distributed import RayOptions
+
 __all__ = ["index_paths"]
 
 
 def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle, roots: list[Path],
-                progress: Progress | None = None, batch_size: int = 32, prune: bool = False) -> IndexReport:
+                progress: Progress | None = None, batch_size: int = 32, prune: bool = False,
+                ray: RayOptions | None = None, transcribe: bool | None = None) -> IndexReport:
     """Bring the stores in line with the media under `roots`; returns what changed.
 
     prune: forget indexed files that are gone from disk anywhere, also under roots not found now.
+    ray: decode and encode the new contents on Ray actors (walking, planning and writing stay here).
+    transcribe: write down new recordings with Whisper beside a learned speech encoder (None: when
+    its weights are installed; the cascade always does).
     """
     found = walk(roots, progress)
     store = StoreView(metadata.file_states(), metadata.skip_states(), {s.path: s.reason for s in metadata.skipped()},
@@ -30,9 +39,16 @@ def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle
     links = [FileLink(c.path, digest, c.kind.value, c.size, c.mtime_ns) for c, digest in plan.link]
     writer.write(links=links, removed=plan.removed + plan.forgotten, skips=plan.new_skips)
     metadata.touch([(c.path, c.size, c.mtime_ns) for c in plan.touched])
-    pipeline = Pipeline(bundle, writer, batch_size, progress=progress, total=plan.embed_count)
+    has_audio = any(kind == Kind.AUDIO for _, kind in plan.embed)
+    whisper = bundle.index_whisper(transcribe) if has_audio else None
+    pipeline = Pipeline(bundle, writer, batch_size, progress=progress, total=plan.embed_count, whisper=whisper)
     try:
-        pipeline.run(plan.embed)
+        if ray is None:
+            pipeline.run(plan.embed)
+        else:
+            from .distributed import embed_on_ray  # Ray loads only for the runs that ask for it
+
+            embed_on_ray(plan.embed, pipeline, replace(ray, whisper=whisper))
     finally:
         writer.flush()
     return _report(plan, pipeline)

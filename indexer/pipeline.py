@@ -73,12 +73,13 @@ class ByteBudget:
 
 
 def decode(digest: str, paths: list[Candidate], image_side: int | None = None,
-           budget: ByteBudget | None = None) -> Decoded:
-    """Decode the first path of a content group (all hold the same bytes)."""
+           budget: ByteBudget | None = None, data: bytes | None = None) -> Decoded:
+    """Decode the first path of a content group (all hold the same bytes), or `data`: those bytes read elsewhere."""
     first = paths[0]
+    source = first.path if data is None else data
     if first.kind == Kind.AUDIO:
-        return Decoded(digest, paths, load_audio(first.path))
-    image = load_image(first.path, min_side=image_side, reserve=budget.reserve if budget else None)
+        return Decoded(digest, paths, load_audio(source))
+    image = load_image(source, min_side=image_side, reserve=budget.reserve if budget else None)
     return Decoded(digest, paths, image, image.info.get("original_size", image.size))
 
 
@@ -104,8 +105,10 @@ class Pipeline:
     """Turns a plan's new contents into committed rows and vectors."""
 
     def __init__(self, bundle, writer: Writer, batch_size: int = 32, workers: int | None = None,
-                 progress: Progress | None = None, total: int = 0):
+                 progress: Progress | None = None, total: int = 0, whisper: str | None = None):
         self.bundle = bundle
+        self.whisper = whisper  # transcribe recordings with it beside a learned encoder (loaded on first use)
+        self._transcriber = None
         self.writer = writer
         self.batch_size = batch_size
         self.workers = workers or min(4, os.cpu_count() or 1)
@@ -120,19 +123,23 @@ class Pipeline:
         self.done += n
         self.report(ProgressEvent(STAGE, self.done, self.total))
 
-    def run(self, groups: dict[tuple, list[Candidate]]) -> None:
-        """Decode → batch by kind → encode → write, flushing partial batches at the end."""
+    def run(self, groups: dict[tuple, list[Candidate]], data: dict[str, bytes] | None = None) -> None:
+        """Decode → batch by kind → encode → write, flushing partial batches at the end.
+
+        data: the bytes of some contents by digest, decoded instead of their paths (a Ray worker
+        that cannot see the driver's files gets them this way).
+        """
         if self.total:
             self.report(ProgressEvent(STAGE, 0, self.total))
         buffers: dict[Kind, list[Decoded]] = {Kind.IMAGE: [], Kind.AUDIO: []}
-        side, budget = self.bundle.image_size, ByteBudget(DECODE_BYTES)
-        stream = decoded_stream(groups, lambda digest, paths: decode(digest, paths, side, budget), self.workers,
-                                window=2 * self.batch_size)
+        side, budget, data = self.bundle.image_size, ByteBudget(DECODE_BYTES), data or {}
+        stream = decoded_stream(groups, lambda digest, paths: decode(digest, paths, side, budget, data.get(digest)),
+                                self.workers, window=2 * self.batch_size)
         for _key, paths, future in stream:
             try:
                 item = future.result()
             except MediaError as exc:
-                self._skip(paths, str(exc))
+                self.skip(paths, str(exc))
                 continue
             buffer = buffers[item.kind]
             buffer.append(item)
@@ -146,14 +153,20 @@ class Pipeline:
             return
         items, vectors, transcripts = self._encode(batch)
         window = self.bundle.speech_seconds
-        contents = [_new_content(item, vec, text, window) for item, vec, text in zip(items, vectors, transcripts)]
-        links = [FileLink(c.path, item.digest, item.kind.value, c.size, c.mtime_ns) for item in items for c in item.paths]
-        self.writer.write(contents=contents, links=links)
-        self.embedded += len(items)
-        self.warnings.extend(Skipped(c.path, content.warning) for item, content in zip(items, contents)
-                             if content.warning for c in item.paths)
+        self.commit([(item.paths, _new_content(item, vec, text, window))
+                     for item, vec, text in zip(items, vectors, transcripts)])
         self.progress(len(batch))
         batch.clear()
+
+    def commit(self, embedded: list[tuple[list[Candidate], NewContent]]) -> None:
+        """Write new contents with every path that holds them (a Ray run's driver commits its workers' rows here)."""
+        contents = [content for _, content in embedded]
+        links = [FileLink(c.path, content.content_hash, content.kind, c.size, c.mtime_ns)
+                 for paths, content in embedded for c in paths]
+        self.writer.write(contents=contents, links=links)
+        self.embedded += len(contents)
+        self.warnings.extend(Skipped(c.path, content.warning) for paths, content in embedded if content.warning
+                             for c in paths)
 
     def _encode(self, batch: list[Decoded]) -> tuple[list[Decoded], np.ndarray, list[str | None]]:
         """Encode a batch; if the encoder fails on it, retry one by one to isolate the culprit."""
@@ -167,7 +180,7 @@ class Pipeline:
             try:
                 vec, text = self._encode_items([item])
             except Exception as exc:  # noqa: BLE001 — recorded as the file's skip reason
-                self._skip(item.paths, f"encoder failed: {type(exc).__name__}: {exc}"[:200], count=False)
+                self.skip(item.paths, f"encoder failed: {type(exc).__name__}: {exc}"[:200], count=False)
                 continue
             kept.append(item)
             vectors.append(vec[0])
@@ -177,9 +190,16 @@ class Pipeline:
     def _encode_items(self, batch: list[Decoded]) -> tuple[np.ndarray, list[str | None]]:
         if batch[0].kind == Kind.IMAGE:
             return self.bundle.encode_images([item.media for item in batch]), [None] * len(batch)
-        return self.bundle.encode_speech([item.media.samples for item in batch])
+        clips = [item.media.samples for item in batch]
+        vectors, transcripts = self.bundle.encode_speech(clips)
+        if self.whisper is not None and all(text is None for text in transcripts):
+            if self._transcriber is None:
+                self._transcriber = self.bundle.transcriber(self.whisper)
+            transcripts = [self._transcriber.transcribe(clip) for clip in clips]
+        return vectors, transcripts
 
-    def _skip(self, paths: list[Candidate], reason: str, count: bool = True) -> None:
+    def skip(self, paths: list[Candidate], reason: str, count: bool = True) -> None:
+        """Record the paths of a content that cannot be embedded, with the reason."""
         skips = [(c.path, reason, c.size, c.mtime_ns) for c in paths]
         self.writer.write(skips=skips)
         self.skipped.extend(Skipped(c.path, reason) for c in paths)

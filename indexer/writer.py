@@ -9,10 +9,12 @@ SQLite complete and FAISS older; opening the index reconciles FAISS from the vec
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
+from searchengine.media import capture_time
 from searchengine.store.metadata import FileLink, MetadataStore, NewContent
 from searchengine.store.vectors import VectorStore
 
@@ -30,7 +32,8 @@ class Writer:
     def write(self, contents: list[NewContent] = (), links: list[FileLink] = (), removed: list[str] = (),
               skips: list[tuple[str, str, int, int]] = ()) -> None:
         """Commit one batch to SQLite, then mirror it into FAISS."""
-        added, orphans = self.metadata.write(list(contents), list(links), list(removed), list(skips))
+        links = [with_capture_time(link) for link in links]
+        added, orphans = self.metadata.write(list(contents), links, list(removed), list(skips))
         kinds_vectors: dict[str, list[np.ndarray]] = {}
         for c in contents:
             kinds_vectors.setdefault(c.kind, []).append(c.vector)
@@ -50,3 +53,10 @@ class Writer:
             store.save()
         self._dirty = False
         self._last_save = time.monotonic()
+
+
+def with_capture_time(link: FileLink) -> FileLink:
+    """The link with its photo's capture time (EXIF), read from the file's header as it is linked."""
+    if link.kind != "image" or link.captured_at is not None:
+        return link
+    return dataclasses.replace(link, captured_at=capture_time(link.path))

@@ -21,7 +21,8 @@ def engine(*args: str, capture: bool = False) -> str:
 
 def index_samples(index: str) -> None:
     """Index the sample folder; a demo index left by an older bundle is re-embedded, not an error."""
-    args = ["index", str(SAMPLES / "media"), "--index", index, "--bundle", "stamp-scenes-small"]
+    # --transcribe: Whisper writes down each recording beside the learned encoder (shown as "says:").
+    args = ["index", str(SAMPLES / "media"), "--index", index, "--bundle", "stamp-scenes-small", "--transcribe"]
     done = subprocess.run([ENGINE, *args], text=True, stderr=subprocess.PIPE)
     if done.returncode == BUNDLE_CHANGED:
         print("   (the bundled model changed since this demo index was built: re-embedding everything)", flush=True)
@@ -33,8 +34,8 @@ def index_samples(index: str) -> None:
 
 def main(index: str) -> None:
     queries = json.loads((SAMPLES / "queries" / "queries.json").read_text())
-    said = {line["audio"]: line["text"] for line in map(json.loads, (SAMPLES / "media" / "manifest.jsonl").open())}
-    print("== indexing samples/media (photos + spoken captions) with the bundled model", flush=True)
+    print("== indexing samples/media (photos + spoken captions) with the bundled model; Whisper writes down "
+          "the recordings", flush=True)
     index_samples(index)
     voice = queries["voice-query.wav"]
     print(f'\n== voice → photos: samples/queries/voice-query.wav ({voice["voice"]}): "{voice["text"]}"', flush=True)
@@ -45,8 +46,8 @@ def main(index: str) -> None:
     hits = json.loads(engine("search", "--image", str(SAMPLES / "queries" / "image-query.jpg"), "--kind", "audio",
                              "-k", "3", "--index", index, "--json", capture=True))["hits"]
     for rank, hit in enumerate(hits, 1):
-        words = said.get("recordings/" + Path(hit["path"]).name, "?")
-        print(f"{rank:>3}  {hit['score']:.3f}  {hit['path']}\n        says: \"{words}\"")
+        said = f'says: "{hit["transcript"]}"' if hit.get("transcript") is not None else "(not written down)"
+        print(f"{rank:>3}  {hit['score']:.3f}  {hit['path']}\n        {said}")
 
 
 if __name__ == "__main__":

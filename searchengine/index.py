@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import threading
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import platformdirs
-
-from .bundles.registry import bundle_source, default_bundle_name
-from .errors import ArgumentError, BundleMismatch, IndexStateError, PathNotFound, SearchEngineError
-from .store.database import advisory_lock
+from . import settings
+from .binding import BundleBinding, check_first_bundle
+from .bundles.registry import default_bundle_name
+from .errors import ArgumentError, IndexStateError, PathNotFound, SearchEngineError
+from .store.database import advisory_lock, schema_exists
 from .store.generation import (Backend, Generation, backend_for, discard, live_folder, next_folder, publish,
                                remove_stale)
 from .store.metadata import MetadataStore
 from .store.vectors import VectorStore
-from .types import BundleInfo, IndexReport, IndexStatus, Kind, Progress, SearchResult, kinds_for
+from .types import IndexReport, IndexStatus, Kind, Progress, SearchResult
 
-INDEX_ENV = "SEARCHENGINE_INDEX"
-DB_ENV = "SEARCHENGINE_DB"
+INDEX_ENV = settings.SETTINGS["index"].env
+DB_ENV = settings.SETTINGS["db"].env
 
 
 def default_index_dir() -> Path:
-    """SEARCHENGINE_INDEX when set, else a folder in the per-user data directory."""
-    env = os.environ.get(INDEX_ENV)
-    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("searchengine")) / "index"
+    """SEARCHENGINE_INDEX when set, else the config file's `index`, else a folder in the per-user data directory."""
+    return Path(settings.value("index")).expanduser()
 
 
 def open_index(path: str | Path | None = None, bundle=None, *, device: str | None = None, rebuild: bool = False,
@@ -35,70 +34,39 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
                db: str | None = None) -> "Index":
     """Open (or create) the index at `path`. Opening never loads a model: the first index or search does.
 
+    Every argument left out comes from the settings (environment, then the config file; see
+    `searchengine config`).
+
     Args:
         path: index directory; default `default_index_dir()`.
-        bundle: bundle name, bundle folder or a loaded Bundle. An existing index uses the bundle it
-            was built with; naming another raises BundleMismatch unless `rebuild` is true.
-        device: where models run ("cpu", "cuda"); default SEARCHENGINE_DEVICE, else CUDA when present.
+        bundle: bundle name (registered, or clip:MODEL/TAG+whisper:SIZE), bundle folder or a loaded Bundle.
+            An existing index uses the bundle it was built with; naming another raises BundleMismatch
+            unless `rebuild` is true. A new index gets the bundle setting (default clip-whisper).
+        device: where models run ("cpu", "cuda"); default the device setting, else CUDA when present.
         rebuild: forget every embedding so the next `index()` re-embeds with the given bundle.
         clip_weights, whisper_model: local weight files for pretrained bundles.
         create: when false, a directory without an index raises IndexStateError instead of becoming one.
         db: SQLAlchemy URL of a PostgreSQL database for the metadata (postgresql+psycopg://...);
-            default SEARCHENGINE_DB, else SQLite in the index directory. FAISS files stay in `path`.
+            default the db setting, else SQLite in the index directory. FAISS files stay in `path`.
+
+    A new index is created only when its bundle's weights are here (or can be fetched, for a bundle
+    named on purpose): otherwise WeightsMissing says what is missing, and nothing is written.
     """
     if not isinstance(path, (str, os.PathLike, type(None))):
         raise ArgumentError(f"an index path must be a string or a path, not {type(path).__name__}")
     path = Path(path).expanduser() if path else default_index_dir()
-    db = db or os.environ.get(DB_ENV) or None
-    if not create and not backend_for(path, db, create=False).holds(live_folder(path)):
-        raise IndexStateError(f"no index at {path} (create one with `searchengine index FOLDER --index {path}`)")
-    load_kwargs = {"device": device, "clip_weights": clip_weights, "whisper_model": whisper_model}
+    db = settings.value("db", db)
+    backend = backend_for(path, db, create=False)
+    if not backend.holds(live_folder(path)):
+        if not create:
+            raise IndexStateError(f"no index at {path} (create one with `searchengine index FOLDER --index {path}`)")
+        if backend.url:  # an unreachable server is said first: it is the problem whatever the bundle
+            schema_exists(backend.url, "public")
+        if path.is_dir() or not path.exists():  # anything else is refused by the store, with its own message
+            check_first_bundle(bundle, clip_weights, whisper_model)
+    load_kwargs = {"device": settings.value("device", device), "clip_weights": clip_weights,
+                   "whisper_model": whisper_model}
     return Index(path, bundle, rebuild=rebuild, db=db, **load_kwargs)
-
-
-class BundleBinding:
-    """Which bundle an index uses: checked by name at open, loaded once on first use, its weights checked once."""
-
-    def __init__(self, index_path: Path, recorded: Callable[[], BundleInfo | None], requested, load_kwargs: dict):
-        self.index_path, self.recorded, self.load_kwargs = index_path, recorded, load_kwargs
-        is_ref = requested is None or isinstance(requested, (str, os.PathLike))
-        self.ref = requested if is_ref else None  # a name or folder, loaded on first use
-        self.loaded = None if is_ref else requested  # a Bundle the caller built
-
-    def check(self, recorded: BundleInfo | None) -> None:
-        """BundleMismatch when the caller asked for another bundle than the recorded one (no model loads)."""
-        if recorded is None:
-            return
-        if self.loaded is not None:
-            self._check_weights(recorded, self.loaded.info)
-        elif self.ref is not None and bundle_source(self.ref) != recorded.source:
-            raise BundleMismatch(f"index {self.index_path} was built with bundle '{recorded.name}' "
-                                 f"({recorded.source}); it cannot be searched or extended with '{self.ref}'. "
-                                 "Run `searchengine index --rebuild` to re-embed.")
-
-    def bundle(self):
-        """The loaded bundle (loading it the first time), verified against the index's record."""
-        if self.loaded is None:
-            recorded = self.recorded()
-            self.loaded = _load(self.ref or (recorded.source if recorded else default_bundle_name()), self.load_kwargs)
-            self._check_weights(recorded, self.loaded.info)
-        return self.loaded
-
-    def bind(self, bundle) -> None:
-        """Use this loaded bundle from now on (the one a rebuild just published)."""
-        self.ref, self.loaded = None, bundle
-
-    def follow_rebuild(self) -> None:
-        """Another process published a rebuild: an index opened without a bundle follows it."""
-        if self.ref is None:
-            self.loaded = None
-        self.check(self.recorded())
-
-    def _check_weights(self, recorded: BundleInfo | None, asked: BundleInfo) -> None:
-        if recorded is not None and asked.fingerprint != recorded.fingerprint:
-            raise BundleMismatch(f"index {self.index_path} was built with bundle '{recorded.name}' "
-                                 f"({recorded.source}) and other weights than '{asked.name}' has now. "
-                                 "Run `searchengine index --rebuild` to re-embed.")
 
 
 class Index:
@@ -148,20 +116,27 @@ class Index:
 
     # --- writing --------------------------------------------------------------
     def index(self, paths, *, progress: Progress | None = None, batch_size: int = 32,
-              prune: bool = False) -> IndexReport:
+              prune: bool = False, ray=None, transcribe: bool | None = None) -> IndexReport:
         """Index (or re-index incrementally) the media under `paths`; `progress` gets ProgressEvents.
 
         prune: also forget indexed files whose folder was not found (an unplugged drive keeps its
         entries otherwise).
+        ray: decode and encode on Ray: "local" (or True) starts a Ray instance here, "auto" or
+        "ray://head:10001" joins a cluster; `indexer.distributed.RayOptions` sets more. This process
+        still walks, plans and writes, so the index is the same as a local run's.
+        transcribe: also write down recordings with Whisper when the bundle's speech encoder is a
+        learned one (None: when the Whisper weights are installed; the cascade always transcribes).
         """
         roots = _as_paths(paths)
+        options = {"progress": progress, "batch_size": batch_size, "prune": prune,
+                   "ray": _ray_options(ray, self._load_kwargs), "transcribe": settings.switch("transcribe", transcribe)}
         self._check_roots(roots)
         if self._rebuild_ref is not None:
-            return self._rebuild(roots, progress, batch_size, prune)
+            return self._rebuild(roots, **options)
         bundle = self.bundle  # fails at once when weights are missing
         with self._writer_lock():
             remove_stale(self.path, keep=next_folder(self.path), backend=self.backend)
-            return _fill(self.gen, bundle, roots, progress=progress, batch_size=batch_size, prune=prune)
+            return _fill(self.gen, bundle, roots, **options)
 
     def _check_roots(self, roots: list[Path]) -> None:
         """PathNotFound for a missing root the index holds nothing from (a typo); an unplugged drive is
@@ -174,7 +149,7 @@ class Index:
         if unknown:
             raise PathNotFound("no such file or folder: " + ", ".join(unknown))
 
-    def _rebuild(self, roots, progress, batch_size: int, prune: bool) -> IndexReport:
+    def _rebuild(self, roots, **options) -> IndexReport:
         """Embed everything again into the next generation, then publish it in one rename."""
         ref = self._rebuild_ref
         loaded = not isinstance(ref, (str, os.PathLike))  # the caller passed a Bundle it built
@@ -185,7 +160,7 @@ class Index:
                 target.close()
                 discard(target.folder, self.backend)
                 target = Generation(target.folder, self.backend)
-            report = _fill(target, bundle, roots, progress=progress, batch_size=batch_size, prune=prune)
+            report = _fill(target, bundle, roots, **options)
             old, self.gen = self.gen, target
             old.close()
             publish(self.path, target.folder, self.backend)
@@ -226,23 +201,34 @@ class Index:
             yield True
 
     # --- reading --------------------------------------------------------------
-    def search(self, *, audio=None, image=None, text: str | None = None, kind: str | Kind = "any",
-               k: int = 10) -> SearchResult:
+    def search(self, *, audio=None, image=None, text: str | None = None, kind: str | Kind = "any", k: int = 10,
+               offset: int = 0, min_score: float | None = None, under=None, since=None, until=None, types=None,
+               exclude_query: bool = False) -> SearchResult:
         """Hits best first for one query (a path, bytes, PIL image or waveform, or text), and what was heard.
 
+        Hits are ranked by their calibrated score (comparable across images and recordings; `cosine`
+        keeps the raw similarity). offset, k: the page of hits. min_score: leave out hits scoring below
+        it (types.DEFAULT_MIN_SCORE is the documented threshold). under: folders; since, until:
+        dates (YYYY-MM-DD, a whole day), ISO timestamps or datetimes bounding when a photo was taken
+        (else the file's mtime); types: file types ("jpg", "wav"). A query file that is itself indexed
+        is marked `is_query`, or left out with `exclude_query`; `query_paths` names its copies.
         `transcript` is set when the bundle transcribes a spoken query (the cascade).
         """
-        from .search import check_k, encode_query, one_query, search_stores
+        from .search import encode_query, one_query, query_digest, query_paths, search_options, search_stores
 
-        one_query(audio=audio, image=image, text=text)
-        kinds, k = kinds_for(kind), check_k(k)
+        field, value = one_query(audio=audio, image=image, text=text)
+        options = search_options(kind, k, offset, min_score, exclude_query, under=under, since=since, until=until,
+                                 types=types)
         with self._lock:
             self._refresh()
         if not self.vectors:
-            return SearchResult([])
+            return SearchResult([], offset=options.offset)
         query, transcript = encode_query(self.bundle, audio=audio, image=image, text=text)
+        digest = query_digest(field, value)
         with self._lock:
-            return SearchResult(search_stores(query, self.vectors, self.metadata, kinds, k), transcript)
+            own = self.metadata.content_id(digest, field) if digest and field in options.kinds else None
+            result = search_stores(query, self.vectors, self.metadata, options, own)
+            return dataclasses.replace(result, transcript=transcript, query_paths=query_paths(self.metadata, own))
 
     def _refresh(self) -> None:
         """Follow a rebuild another process published, and pick up vectors it saved since we looked."""
@@ -304,6 +290,15 @@ def _fill(gen: Generation, bundle, roots: list[Path], **options) -> IndexReport:
     return index_paths(gen.metadata, gen.vectors, bundle, roots, **options)
 
 
+def _ray_options(ray, load_kwargs: dict):
+    """A run's Ray settings (None for a local run), telling workers to load the bundle as this index does."""
+    if ray is None or ray is False:
+        return None
+    from indexer.distributed import ray_options  # Ray itself loads only when the run starts it
+
+    return ray_options(ray, load_kwargs)
+
+
 def _load(ref, load_kwargs: dict):
     from .bundles.bundle import load_bundle
 
@@ -324,8 +319,10 @@ def _as_paths(paths) -> list[Path]:
 
 
 def _still_on_disk(skipped: list) -> list:
-    """Skip records of files deleted since are not news (the next index run forgets them for good)."""
-    return [s for s in skipped if os.path.lexists(s.path)]
+    """Skip records of files deleted since are not news (the next index run forgets them for good).
+
+    A name that is not UTF-8 is recorded as shown (with U+FFFD): it cannot be looked up, so it stays."""
+    return [s for s in skipped if "\ufffd" in s.path or os.path.lexists(s.path)]
 
 
 def _is_under(path: str, root: str) -> bool:

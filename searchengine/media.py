@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Union
 
@@ -292,6 +293,39 @@ def _resample_array(samples: np.ndarray, rate: int) -> np.ndarray:
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     outs = list(resampler.resample(frame)) + list(resampler.resample(None))
     return np.concatenate([o.to_ndarray().reshape(-1) for o in outs])
+
+
+# EXIF: the Exif sub-IFD, and in it when the picture was taken and that time's UTC offset.
+_EXIF_IFD, _DATETIME_ORIGINAL, _OFFSET_TIME_ORIGINAL = 0x8769, 0x9003, 0x9011
+
+
+def capture_time(path: str | Path) -> float | None:
+    """When a photo was taken, as POSIX seconds: its EXIF DateTimeOriginal, or None when it does not say.
+
+    Reads the header only. EXIF times name no time zone unless OffsetTimeOriginal gives one; without
+    it they are taken as local time (the camera's clock was set to the owner's). A file whose
+    metadata cannot be read simply has no capture time.
+    """
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif().get_ifd(_EXIF_IFD)
+            taken, offset = exif.get(_DATETIME_ORIGINAL), exif.get(_OFFSET_TIME_ORIGINAL)
+    except Exception:  # noqa: BLE001 - any decoder complaint about metadata means "unknown", not a failure
+        return None
+    return _exif_time(taken, offset)
+
+
+def _exif_time(taken, offset) -> float | None:
+    """POSIX seconds from EXIF's "YYYY:MM:DD HH:MM:SS" (and "+HH:MM"), or None for blanks and junk."""
+    if not isinstance(taken, str):
+        return None
+    try:
+        when = datetime.strptime(taken.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+        if isinstance(offset, str) and offset.strip("\x00 "):
+            when = when.replace(tzinfo=datetime.strptime(offset.strip("\x00 "), "%z").tzinfo)
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):  # "0000:00:00 00:00:00", an odd offset, year 1
+        return None
 
 
 def thumbnail_jpeg(source: ImageSource, max_side: int = 256, quality: int = 85) -> bytes:

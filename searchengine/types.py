@@ -21,6 +21,10 @@ class Kind(str, enum.Enum):
 
 # What a search may ask for: one kind, or both.
 KIND_FILTERS = ("image", "audio", "any")
+# The documented threshold of `--min-score default`, on the calibrated score (searchengine/calibrate.py):
+# 0 is what the best unrelated file of a store reaches by chance half the time. Measured on the
+# shipped bundle's test split in docs/BENCHMARKS.md ("Calibrated scores").
+DEFAULT_MIN_SCORE = 0.0
 
 
 def kinds_for(kind: str | Kind) -> list[str]:
@@ -33,16 +37,29 @@ def kinds_for(kind: str | Kind) -> list[str]:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: an indexed file and its similarity to the query."""
+    """One search result: an indexed file and how well it matches the query.
+
+    score: the calibrated score hits are ranked by, comparable across kinds and store sizes: how
+        many standard deviations the cosine stands above what the best unrelated file of the hit's
+        store reaches by chance (searchengine/calibrate.py). Above 0 stands out further than chance
+        explains; most files score well below 0.
+    cosine: the raw cosine similarity of the embeddings (1 = identical).
+    time: the file's time date filters use (POSIX seconds): when the photo was taken (EXIF), else
+        when the file was last modified.
+    is_query: True when the file holds exactly the query's bytes (the query itself is indexed).
+    """
 
     id: int
     path: str
     kind: str
     score: float
+    cosine: float | None = None
     transcript: str | None = None
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    time: float | None = None
+    is_query: bool | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (None fields dropped)."""
@@ -58,6 +75,9 @@ class SearchResult(Sequence):
 
     hits: list[Hit]
     transcript: str | None = None
+    offset: int = 0  # how many better hits came before these (paging)
+    more: bool = False  # whether hits beyond these pass the same filters and threshold
+    query_paths: tuple[str, ...] = ()  # indexed files holding the query's own bytes (left out or marked)
 
     def __getitem__(self, item):
         return self.hits[item]
@@ -69,10 +89,12 @@ class SearchResult(Sequence):
         return iter(self.hits)
 
     def to_dict(self) -> dict:
-        """What `search --json` prints: the hits, and `query_transcript` when there is one."""
-        out: dict = {"hits": [h.to_dict() for h in self.hits]}
+        """What `search --json` prints: the hits, paging, and `query_transcript` / `query_paths` when known."""
+        out: dict = {"hits": [h.to_dict() for h in self.hits], "offset": self.offset, "more": self.more}
         if self.transcript is not None:
             out["query_transcript"] = self.transcript
+        if self.query_paths:
+            out["query_paths"] = list(self.query_paths)
         return out
 
 

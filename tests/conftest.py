@@ -8,6 +8,14 @@ import pytest
 from media_factory import make_image, tone, write_wav  # tests/ is on sys.path: pytest puts conftest's folder there
 from tiny_bundle import build_tiny_bundle
 
+
+@pytest.fixture(autouse=True)
+def no_transcripts_unless_asked(monkeypatch):
+    """Index runs write down recordings when Whisper is installed (it is here): loading it costs seconds
+    a run, so tests ask for transcripts where they check them (test_transcripts.py checks the default)."""
+    monkeypatch.setenv("SEARCHENGINE_TRANSCRIBE", "no")
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """Path of a tiny bundle folder shared by the whole session."""

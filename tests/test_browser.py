@@ -222,7 +222,8 @@ def test_image_upload_shows_image_and_recording_cards(page, library):
     cards = wait_for_search(page, 1)
     kinds = [c["kind"] for c in cards]
     assert "image" in kinds and "audio" in kinds  # kind "both" is the default
-    assert cards[0]["path"] == str(photo) and float(cards[0]["score"]) > 0.999
+    assert cards[0]["path"] == str(photo) and float(cards[0]["cosine"]) > 0.999 and cards[0]["isQuery"] == "true"
+    assert page.locator(".card-query .query-badge").count() == 1  # the query itself, marked
     page.wait_for_function("[...document.querySelectorAll('.card-image img')].every(i => i.complete && i.naturalWidth > 0)")
     page.wait_for_function("[...document.querySelectorAll('.card-audio canvas')].every(c => c.dataset.drawn)")
     assert page.locator(".card-audio audio").count() == kinds.count("audio")
@@ -267,7 +268,7 @@ def test_clicking_a_result_searches_with_it(page, library):
     first_image = next(c for c in cards if c["kind"] == "image")
     page.click(f".card[data-id='{first_image['id']}'] .card-hit")
     cards = wait_for_search(page, 2)
-    assert cards[0]["path"] == first_image["path"] and float(cards[0]["score"]) > 0.999
+    assert cards[0]["path"] == first_image["path"] and float(cards[0]["cosine"]) > 0.999
     # a recording asks for the photos it describes
     recording = next(c for c in cards if c["kind"] == "audio")
     page.click(f".card[data-id='{recording['id']}'] .card-hit")
@@ -317,3 +318,83 @@ def test_bad_upload_shows_a_clear_error(page, tmp_path):
     assert page.get_attribute("#status", "data-tone") == "error"
     assert "text file" in page.text_content("#status")
     assert "busy" not in page.eval_on_selector("body", "b => b.className")
+
+
+# ------------------------------------------------------------------ steering: filters, paging, calibrated scores
+
+def text_search(page, text: str, count: int) -> list[dict]:
+    page.fill("#text-input", text)
+    page.press("#text-input", "Enter")
+    return wait_for_search(page, count)
+
+
+def test_mixed_list_is_ranked_by_calibrated_score_and_shows_both_scores(page, server, library):
+    cards = text_search(page, "a quiet forest", 1)
+    assert {c["kind"] for c in cards} == {"image", "audio"} and len(cards) == 8
+    scores = [float(c["score"]) for c in cards]
+    assert scores == sorted(scores, reverse=True)
+    api = page.request.post(f"{server}api/search?token={TOKEN}", multipart={"text": "a quiet forest", "kind": "any"})
+    assert [h["path"] for h in api.json()["hits"]] == [c["path"] for c in cards]  # the engine's calibrated order
+    first, path = page.locator(".card").first, Path(cards[0]["path"])
+    assert first.locator(".score").text_content() == f"{scores[0]:.2f}"
+    assert first.locator(".cosine").text_content() == f"cos {float(cards[0]['cosine']):.3f}"
+    # The folder and the full name of each file, and a link to the original.
+    assert (first.locator(".card-title").text_content(), first.locator(".card-folder").text_content()) == \
+        (path.name, f"{path.parent}/")
+    href = first.locator(".open-original").get_attribute("href")
+    original = page.request.get(server.rstrip("/") + href)
+    assert original.status == 200 and original.body() == path.read_bytes()
+
+
+def settled(page, after: int) -> tuple[list[dict], int]:
+    """Cards once a search after the `after`-th ended and none runs (one control's change may cancel another's)."""
+    page.wait_for_function(f"+document.getElementById('results').dataset.searchCount > {after}"
+                           " && !document.body.classList.contains('busy')", timeout=30_000)
+    assert page.get_attribute("#status", "data-tone") == "ok", page.text_content("#status")
+    return (page.eval_on_selector_all(".card", "cards => cards.map(c => ({...c.dataset}))"),
+            int(page.get_attribute("#results", "data-search-count")))
+
+
+def test_filter_controls_narrow_the_search(page, library):
+    root, count = library["root"], [1]
+    text_search(page, "a photo", 1)
+    page.click("#filters summary")
+
+    def apply(**values) -> list[dict]:
+        """Fill controls (#filter-<name>), press Enter in the last one, return the cards once settled."""
+        for name, value in values.items():
+            page.fill(f"#filter-{name.replace('_', '-')}", value)
+        page.press(f"#filter-{name.replace('_', '-')}", "Enter")
+        cards, count[0] = settled(page, count[0])
+        return cards
+
+    cards = apply(under=str(root / "photos"))
+    assert len(cards) == 4 and all(c["path"].startswith(str(root / "photos") + "/") for c in cards)
+    assert page.text_content("#filter-count") == "1 active"
+    assert {c["kind"] for c in apply(under="", types="wav")} == {"audio"}
+    assert apply(since="2099-01-01") == [] and page.is_visible("#empty")  # every file here was written today
+    assert len(apply(since="2000-01-01", until="2099-12-31")) == 4 and page.text_content("#filter-count") == "3 active"
+    assert apply(min_score="99") == [] and "no good match" in page.text_content("#empty")
+    page.click("#filter-clear")
+    assert len(settled(page, count[0])[0]) == 8 and page.text_content("#filter-count") == ""
+
+
+def test_more_button_fetches_the_next_page(browser, server):
+    tab = browser.new_page()
+    try:
+        tab.goto(f"{server}?token={TOKEN}&k=3")  # pages of three
+        tab.wait_for_function("document.getElementById('index-status').textContent.includes('photos')")
+        first = text_search(tab, "a red apple", 1)
+        assert len(first) == 3 and tab.is_visible("#more")
+        tab.click("#more")
+        assert len(wait_for_search(tab, 2)) == 6 and tab.is_visible("#more")
+        tab.click("#more")
+        cards = wait_for_search(tab, 3)
+        assert len(cards) == 8 and not tab.is_visible("#more")
+        assert [c["rank"] for c in cards] == [str(i) for i in range(1, 9)]
+        assert len({c["path"] for c in cards}) == 8 and [c["path"] for c in cards[:3]] == [c["path"] for c in first]
+        whole = tab.request.post(f"{server}api/search?token={TOKEN}", multipart={"text": "a red apple", "k": "8"})
+        assert [h["path"] for h in whole.json()["hits"]] == [c["path"] for c in cards]
+        screenshot(tab, "test-artifacts/browser-more.png")
+    finally:
+        tab.close()

@@ -60,7 +60,7 @@ def test_search_json_shape(indexed, index_dir, media_dir, flag, value, kind):
 def test_search_table(indexed, index_dir, media_dir):
     result = run("search", "--image", media_dir / "photos" / "a.png", "--index", index_dir)
     lines = result.output.splitlines()
-    assert result.exit_code == 0 and lines[0].split() == ["#", "score", "kind", "path"]
+    assert result.exit_code == 0 and lines[0].split() == ["#", "score", "cosine", "kind", "path"]
     assert lines[1].split()[0] == "1" and lines[1].endswith("a.png")
 
 

@@ -139,3 +139,31 @@ def test_status_leaves_out_skip_records_of_files_deleted_since(tmp_path, tiny_bu
         == [str(broken)]
     broken.unlink()
     assert json.loads(run("status", "--index", tmp_path / "index", "--json").stdout)["skipped"] == []
+
+
+def _json_hits(*args):
+    result = run("search", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return [(h["path"], h["score"]) for h in json.loads(result.stdout)["hits"]]
+
+
+def test_a_bare_query_is_text_or_the_file_it_names(built, media_dir):
+    assert _json_hits("a photo of a tree", "--index", built) == _json_hits("--text", "a photo of a tree", "--index", built)
+    photo, clip = media_dir / "photos" / "b.jpg", media_dir / "voice" / "clip1.wav"
+    assert _json_hits(photo, "--index", built) == _json_hits("--image", photo, "--index", built)
+    assert _json_hits(clip, "--index", built) == _json_hits("--audio", clip, "--index", built)
+    renamed = media_dir / "photo-without-suffix"
+    renamed.write_bytes(photo.read_bytes())
+    assert _json_hits(renamed, "--index", built)[1:] == _json_hits("--image", photo, "--index", built)[1:]
+
+
+def test_a_bare_query_with_another_query_option_or_a_text_file_is_a_usage_error(built, media_dir):
+    assert run("search", "ducks", "--text", "geese", "--index", built).exit_code == 2
+    result = run("search", media_dir / "notes.txt", "--index", built)
+    assert result.exit_code == 2 and "--text" in result.output
+
+
+def test_paths_only_prints_one_path_per_line_for_pipes(built):
+    result = run("search", "a photo", "-k", 4, "-f", "--index", built)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [path for path, _ in _json_hits("a photo", "-k", 4, "--index", built)]

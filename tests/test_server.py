@@ -105,7 +105,7 @@ def test_image_search_returns_cli_fields_and_urls(client, media):
     hits = upload(client, "image", media / "photos" / "big.png")["hits"]
     top = hits[0]
     assert top["path"] == str(media / "photos" / "big.png") and Path(top["path"]).is_absolute()
-    assert top["kind"] == "image" and math.isclose(top["score"], 1.0, abs_tol=1e-3)
+    assert top["kind"] == "image" and math.isclose(top["cosine"], 1.0, abs_tol=1e-3) and top["is_query"]
     assert (top["width"], top["height"]) == (640, 480)
     assert top["media_url"] == f"/api/media/{top['id']}" and top["thumb_url"] == f"/api/thumb/{top['id']}"
     audio = [h for h in hits if h["kind"] == "audio"]
@@ -114,7 +114,7 @@ def test_image_search_returns_cli_fields_and_urls(client, media):
 
 def test_audio_search_finds_the_same_recording(client, media):
     hits = upload(client, "audio", media / "voice" / "clip1.wav", kind="audio")["hits"]
-    assert hits[0]["path"] == str(media / "voice" / "clip1.wav") and hits[0]["score"] > 0.999
+    assert hits[0]["path"] == str(media / "voice" / "clip1.wav") and hits[0]["cosine"] > 0.999
     assert all(h["kind"] == "audio" for h in hits)
     assert hits[0]["duration"] == pytest.approx(2.5)
 
@@ -123,7 +123,7 @@ def test_browser_webm_opus_upload_works(client, media, tmp_path):
     """What MediaRecorder sends: a webm/opus at 48 kHz, here made from an indexed clip's samples."""
     query = encode_audio(tmp_path / "recording.webm", tone(12, 4.0))
     hits = upload(client, "audio", query, kind="audio")["hits"]
-    assert hits[0]["path"] == str(media / "voice" / "clip2.wav") and hits[0]["score"] > 0.95
+    assert hits[0]["path"] == str(media / "voice" / "clip2.wav") and hits[0]["cosine"] > 0.95
 
 
 def test_text_search_with_kind_and_k(client):

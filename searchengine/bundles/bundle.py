@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..errors import BundleError, BundleNotFound, WeightsMissing
+from .. import settings
+from ..errors import BundleError, WeightsMissing
 from ..fileio import atomic_write
 from ..types import BundleInfo
 from . import clip
 from .cascade import CascadeSpeechEncoder, Transcriber
-from .registry import (CLIP_WEIGHTS_ENV, DEFAULT_WHISPER, WHISPER_MODEL_ENV, BundleSpec, get_bundle_spec,
-                       list_bundles, packaged_directory)
-
-BUNDLE_FILE = "bundle.json"
+from .registry import DEFAULT_WHISPER, HF_HUB_PREFIX, BundleSpec
+from .weights import BUNDLE_FILE, clip_state, resolve_ref
 
 
 class LearnedSpeech:
@@ -79,6 +77,30 @@ class Bundle:
         """Embed 16 kHz mono clips; transcripts are filled in by the cascade only."""
         return self.speech.encode(clips)
 
+    def index_whisper(self, transcribe: bool | None = None) -> str | None:
+        """The Whisper that writes down recordings at index time beside a learned encoder, or None.
+
+        The cascade transcribes as it encodes (None here). transcribe=None: this bundle's cascade
+        Whisper when its weights are installed (nothing downloads); True: WeightsMissing when they
+        are not; False: never.
+        """
+        if self.speech.kind == "cascade" or transcribe is False:
+            return None
+        name = self.cascade_whisper or DEFAULT_WHISPER
+        from .whisper import locate_whisper  # the weight packages and caches, no model load
+
+        try:
+            locate_whisper(name)
+        except WeightsMissing:
+            if transcribe:
+                raise
+            return None
+        return name
+
+    def transcriber(self, whisper: str) -> Transcriber:
+        """A loaded Whisper on this bundle's device."""
+        return Transcriber(whisper, self.towers.device)
+
     def cascade(self, whisper: str | None = None) -> CascadeSpeechEncoder:
         """A cascade speech encoder over this bundle's text tower (for comparisons in eval)."""
         if isinstance(self.speech, CascadeSpeechEncoder) and whisper is None:
@@ -88,29 +110,23 @@ class Bundle:
 
 
 def resolve_bundle(name_or_path: str | Path) -> tuple[BundleSpec | None, Path | None]:
-    """(registry spec, bundle folder) for a name or a path; either may be None, never both.
+    """(registry spec, bundle folder) for a name (registered or clip:...) or a path; either may be None, never both.
 
     A registered name wins over a folder of the same name; BundleNotFound when neither exists.
     """
-    spec = get_bundle_spec(str(name_or_path))
-    if spec is not None:
-        return spec, packaged_directory(spec)
-    path = Path(name_or_path).expanduser()
-    if (path / BUNDLE_FILE).is_file():
-        return None, path.resolve()
-    names = ", ".join(s.name for s in list_bundles())
-    raise BundleNotFound(f"no bundle named '{name_or_path}' and no {BUNDLE_FILE} at that path (known: {names})")
+    return resolve_ref(name_or_path)
 
 
 def load_bundle(name_or_path: str | Path, device: str | None = None, clip_weights: str | None = None,
                 whisper_model: str | None = None) -> Bundle:
-    """Load a registered bundle by name, or a bundle directory by path.
+    """Load a registered bundle by name, a bundle named by its parts (clip:MODEL/TAG+whisper:SIZE), or a folder.
 
     Args:
-        name_or_path: a name from `list_bundles()` or a folder holding bundle.json.
-        device: "cpu", "cuda", ...; default: CUDA when available.
-        clip_weights: local open_clip checkpoint (else SEARCHENGINE_CLIP_WEIGHTS, else the pretrained tag).
-        whisper_model: local CTranslate2 Whisper folder or model name (else SEARCHENGINE_WHISPER_MODEL).
+        name_or_path: a name from `list_bundles()`, a clip:... name, or a folder holding bundle.json.
+        device: "cpu", "cuda", ...; default: the device setting, else CUDA when available.
+        clip_weights: local open_clip checkpoint (else the clip_weights setting: SEARCHENGINE_CLIP_WEIGHTS or
+            the config file; else the pretrained tag, from the cache or the hub).
+        whisper_model: local CTranslate2 Whisper folder or model name (else the whisper_model setting).
     """
     spec, directory = resolve_bundle(name_or_path)
     if directory is not None:
@@ -121,11 +137,16 @@ def load_bundle(name_or_path: str | Path, device: str | None = None, clip_weight
 def _load_pretrained(spec: BundleSpec, device: str | None, clip_weights: str | None,
                      whisper_model: str | None) -> Bundle:
     """open_clip towers + cascade; reports every missing weight file in one error."""
-    clip_source = clip_weights or os.environ.get(CLIP_WEIGHTS_ENV) or spec.clip_pretrained
-    whisper_source = whisper_model or os.environ.get(WHISPER_MODEL_ENV) or spec.whisper
+    weights = settings.resolve("clip_weights", clip_weights)
+    if spec.clip_model.startswith(HF_HUB_PREFIX):  # the repo brings its own weights
+        weights = settings.Resolved("clip_weights", None, "default")
+    clip_source = weights.value or spec.clip_pretrained
+    whisper_source = settings.value("whisper_model", whisper_model) or spec.whisper
     problems: list[str] = []
     towers = transcriber = None
     try:
+        if weights.value and not Path(weights.value).expanduser().is_file():  # never mistake a typo for a tag
+            raise WeightsMissing(f"open_clip checkpoint: {clip_state(spec.clip_model, None, weights).hint}")
         towers = clip.load_pretrained(spec.clip_model, clip_source, device)
     except WeightsMissing as exc:
         problems.append(str(exc))
@@ -135,7 +156,7 @@ def _load_pretrained(spec: BundleSpec, device: str | None, clip_weights: str | N
         problems.append(str(exc))
     if problems:
         raise WeightsMissing(f"bundle '{spec.name}' needs weights that are not available:\n- " + "\n- ".join(problems))
-    fingerprint = _fingerprint([spec.clip_model, clip_source, transcriber.source])
+    fingerprint = _fingerprint([spec.clip_model, clip_source or "", transcriber.source])
     return Bundle(spec.name, spec.name, towers, CascadeSpeechEncoder(transcriber, towers.encode_texts), fingerprint)
 
 

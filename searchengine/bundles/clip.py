@@ -10,9 +10,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import BundleError, WeightsMissing
+from .. import settings
+from ..errors import BundleError, BundleNotFound, SearchEngineError, WeightsMissing
 from .device import autocast, pick_device
 from .hub import hub_reachable
+from .registry import HF_HUB_PREFIX
+from .weights import cached_clip_file, cached_hub_model
 
 
 class ClipTowers:
@@ -116,20 +119,106 @@ def load_custom(model_cfg: dict, weights: Path, device: str | None = None) -> Cl
     return ClipTowers(towers.model, towers.preprocess, towers.tokenizer, towers.dim, device)
 
 
-def load_pretrained(model_name: str, pretrained: str, device: str | None = None) -> ClipTowers:
-    """A registry model with a pretrained tag (fetched by open_clip) or a local checkpoint path."""
-    if not Path(pretrained).expanduser().is_file() and not hub_reachable():
-        raise WeightsMissing(_missing_message(model_name, pretrained, ConnectionError("offline: the model hub is unreachable")))
+def load_pretrained(model_name: str, pretrained: str | None, device: str | None = None) -> ClipTowers:
+    """An open_clip model with weights from a pretrained tag (the cache, else the hub) or a local checkpoint.
+
+    `model_name` is any open_clip model (also one from the clip_configs setting), or hf-hub:ORG/REPO,
+    which brings its own config and weights. Weights already in the cache load without asking the hub.
+    """
+    add_model_configs()
+    if model_name.startswith(HF_HUB_PREFIX):
+        return _load_hub_model(model_name, device)
+    _check_model(model_name)
+    if not pretrained:
+        raise WeightsMissing(f"open_clip {model_name}: no pretrained tag and no checkpoint file "
+                             f"(name one as clip:{model_name}/TAG, or give --clip-weights FILE)")
+    tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    checkpoint = _cached_checkpoint(model_name, pretrained, tag_cfg) if tag_cfg else pretrained
+    if not tag_cfg and not Path(pretrained).expanduser().is_file():
+        raise _unknown_weights(model_name, pretrained)
+    if checkpoint is None and not hub_reachable():
+        raise WeightsMissing(_missing_message(model_name, pretrained, OFFLINE))
+    # open_clip takes only the download and the image preprocessing from a tag: loading the tag's cached
+    # file with the tag's preprocessing is the same model, without the hub client's retries when offline.
+    preprocess_cfg = {f"image_{k}": tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
-    except Exception as exc:  # open_clip raises many types for a missing or unreachable file
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=str(Path(checkpoint).expanduser()) if checkpoint else pretrained, **preprocess_cfg)
+    except Exception as exc:  # open_clip raises many types for a missing, unreachable or mismatched file
+        if not tag_cfg:  # the user's own file is here: it does not fit the model
+            raise BundleError(f"cannot load the open_clip checkpoint {pretrained} into {model_name}: "
+                              f"{type(exc).__name__}: {_first_line(exc)}") from exc
         raise WeightsMissing(_missing_message(model_name, pretrained, exc)) from exc
     dim = open_clip.get_model_config(model_name)["embed_dim"]
     return ClipTowers(model, preprocess, open_clip.get_tokenizer(model_name), dim, device)
 
 
+def _cached_checkpoint(model_name: str, tag: str, tag_cfg: dict) -> str | None:
+    """The file open_clip downloaded for a pretrained tag before, or None."""
+    source = tag_cfg.get("hf_hub") or tag_cfg.get("url", "")
+    cached = cached_clip_file(model_name, tag, source) if source else None
+    return str(cached) if cached else None
+
+
+def _load_hub_model(model_name: str, device: str | None) -> ClipTowers:
+    """An hf-hub:ORG/REPO model: its cached snapshot read as a local folder, else downloaded by open_clip."""
+    cached = cached_hub_model(model_name)
+    if cached is None and not hub_reachable():
+        raise WeightsMissing(_missing_message(model_name, "", OFFLINE))
+    name = f"local-dir:{cached}" if cached else model_name
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name)
+        dim = open_clip.get_model_config(name)["embed_dim"]
+    except Exception as exc:  # hub, JSON and shape errors alike
+        raise WeightsMissing(_missing_message(model_name, "", exc)) from exc
+    return ClipTowers(model, preprocess, open_clip.get_tokenizer(name), dim, device)
+
+
+def hub_source(model_name: str, tag: str) -> str | None:
+    """Where open_clip downloads a (model, tag) from: its hub entry or URL, None for an unknown pair."""
+    add_model_configs()
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    return cfg.get("hf_hub") or cfg.get("url") or None
+
+
+def add_model_configs() -> None:
+    """Register the model configs of the clip_configs setting with open_clip (a folder of JSON files, or one)."""
+    folder = settings.value("clip_configs")
+    if not folder:
+        return
+    path = Path(folder)
+    if not path.exists():
+        raise BundleNotFound(f"clip_configs: no such file or folder {path}")
+    if path not in _added_configs:
+        open_clip.add_model_config(path)
+        _added_configs.add(path)
+
+
+_added_configs: set[Path] = set()
+OFFLINE = ConnectionError("offline: the model hub is unreachable")
+
+
+def _check_model(model_name: str) -> None:
+    if open_clip.get_model_config(model_name) is None:
+        raise BundleNotFound(f"open_clip has no model named '{model_name}' (see open_clip.list_models(); a custom "
+                             "one needs its config JSON in the folder of the clip_configs setting)")
+
+
+def _unknown_weights(model_name: str, pretrained: str) -> SearchEngineError:
+    if any(c in pretrained for c in "/\\~") or Path(pretrained).suffix in {".bin", ".safetensors", ".pt", ".pth"}:
+        return WeightsMissing(f"open_clip checkpoint {pretrained}: no such file")
+    tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+    return BundleNotFound(f"open_clip has no pretrained tag '{pretrained}' for {model_name} (its tags: {tags})")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:160] if str(exc) else ""
+
+
 def _missing_message(model_name: str, pretrained: str, exc: Exception) -> str:
-    return (f"cannot load open_clip weights {model_name}/{pretrained} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}). Download the checkpoint on a machine "
-            f"with internet (open_clip.create_model_and_transforms('{model_name}', pretrained='{pretrained}')) "
-            "and point --clip-weights or SEARCHENGINE_CLIP_WEIGHTS at the .bin/.safetensors file.")
+    how = (f"open_clip.create_model_and_transforms('{model_name}', pretrained='{pretrained}')" if pretrained
+           else f"open_clip.create_model_and_transforms('{model_name}')")
+    name = model_name + (f"/{pretrained}" if pretrained else "")
+    return (f"cannot load open_clip weights {name} ({type(exc).__name__}: {_first_line(exc)}). Fetch them with "
+            f"`searchengine models fetch` on a machine with internet (it runs {how}), or point --clip-weights "
+            "or SEARCHENGINE_CLIP_WEIGHTS at the .bin/.safetensors file.")

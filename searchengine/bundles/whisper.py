@@ -8,7 +8,6 @@ we rebuild the encoder in torch and copy the tensors over from model.bin.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import os
 import shutil
@@ -24,6 +23,7 @@ from torch import nn
 from ..errors import BundleError, MediaError, WeightsMissing
 from ..fileio import NO_SPACE, no_space
 from .registry import WHISPER_WEIGHTS
+from .weights import cached_whisper, joined_whisper_dir, package_file
 
 N_MELS = 80
 
@@ -38,12 +38,10 @@ def _install_hint(name: str) -> str:
 
 def _package_file(name: str, module: str, relpath: str) -> Path:
     """Path of a data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsMissing(f"Whisper '{name}' weights are not installed (no package {module!r}); {_install_hint(name)}")
-    path = Path(list(spec.submodule_search_locations)[0]) / relpath
-    if not path.is_file():
-        raise WeightsMissing(f"Whisper '{name}': {path} is missing, reinstall with: {_install_hint(name)}")
+    path = package_file(module, relpath)
+    if path is None:
+        raise WeightsMissing(f"Whisper '{name}' weights are not installed (no {relpath} in package {module!r}); "
+                             f"{_install_hint(name)}")
     return path
 
 
@@ -52,12 +50,6 @@ def _check_dir(path: Path) -> Path:
         if not (path / needed).is_file():
             raise WeightsMissing(f"{path} is not a CTranslate2 Whisper model directory: no {needed}")
     return path
-
-
-def _default_cache_dir() -> Path:
-    import platformdirs
-
-    return Path(os.environ.get("SEARCHENGINE_CACHE_DIR") or platformdirs.user_cache_dir("searchengine"))
 
 
 def _join(parts: list[Path], dest: Path) -> str:
@@ -103,21 +95,35 @@ def _assemble(name: str, entry: dict, target: Path) -> None:
 
 def _locate_path(path: Path) -> Path:
     if not path.exists():
+        cached = cached_whisper(str(path))  # a faster-whisper name or repo it downloaded before
+        if cached is not None:
+            return cached
         known = ", ".join(sorted(WHISPER_WEIGHTS))
         raise WeightsMissing(f"No Whisper model named {str(path)!r} (known: {known}) and no directory at that path")
     return _check_dir(path)
 
 
 def locate_whisper(name_or_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Directory holding model.bin + config.json for a name in WHISPER_WEIGHTS or a path."""
+    """Directory holding model.bin + config.json for a name in WHISPER_WEIGHTS, a path, or a cached model.
+
+    A registered name whose package is not installed falls back to faster-whisper's download of it.
+    """
     key = str(name_or_path)
     if key not in WHISPER_WEIGHTS:
         return _locate_path(Path(key).expanduser())
+    try:
+        return _locate_package(key, cache_dir)
+    except WeightsMissing:
+        if (cached := cached_whisper(key)) is not None:
+            return cached
+        raise
+
+
+def _locate_package(key: str, cache_dir: str | os.PathLike | None) -> Path:
     entry = WHISPER_WEIGHTS[key]
     if len(entry["parts"]) == 1:
         return _check_dir(_package_file(key, *entry["parts"][0]).parent)
-    root = Path(cache_dir) if cache_dir else _default_cache_dir()
-    target = root / "whisper" / f"{key}-{entry['model_sha256'][:16]}"
+    target = Path(cache_dir) / "whisper" / joined_whisper_dir(key).name if cache_dir else joined_whisper_dir(key)
     model = target / "model.bin"
     if not (model.is_file() and model.stat().st_size == entry["model_size"]):
         shutil.rmtree(target, ignore_errors=True)  # a damaged cache entry; renames never leave half a one

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .library import bundles_cmd, index_cmd, search_cmd, status_cmd
+from .library import index_cmd, search_cmd, status_cmd
 from .options import EngineGroup
 from .serve import serve_cmd
+from .setup import bundles_cmd, config_cmd, models_cmd
 from .train import eval_cmd, train_cmd
 
 
@@ -16,7 +17,8 @@ def cli() -> None:
     """Find photos by speaking, and spoken recordings by photo."""
 
 
-for _command in (index_cmd, search_cmd, status_cmd, bundles_cmd, serve_cmd, train_cmd, eval_cmd):
+for _command in (index_cmd, search_cmd, status_cmd, bundles_cmd, models_cmd, config_cmd, serve_cmd, train_cmd,
+                 eval_cmd):
     cli.add_command(_command)
 
 

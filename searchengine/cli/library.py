@@ -1,4 +1,4 @@
-"""The library commands: index, search, status, bundles. Each parses, makes one library call, formats."""
+"""The library commands: index, search, status. Each parses, makes one library call, formats."""
 
 from __future__ import annotations
 
@@ -7,45 +7,67 @@ from pathlib import Path
 
 import click
 
-from ..types import KIND_FILTERS
-from .options import ProgressBar, db_option, device_option, emit, index_option, json_option
+from ..types import DEFAULT_MIN_SCORE, KIND_FILTERS
+from .options import (ProgressBar, bundle_option, clip_weights_option, db_option, device_option, emit, index_option,
+                      json_option, whisper_model_option)
+from .setup import runnable_hints
 
 
-@click.command("bundles")
-@json_option
-def bundles_cmd(as_json: bool) -> None:
-    """List the registered model bundles."""
-    from ..bundles.registry import list_bundles
-
-    specs = list_bundles()
-    data = {"bundles": [{"name": s.name, "description": s.description} for s in specs]}
-    emit(data, as_json, "\n".join(f"{s.name:20} {s.description}" for s in specs))
+def _ray_address(_ctx, _param, value: str | None) -> str | None:
+    """`--ray` takes the next word when one follows: refuse a folder taken for a cluster address."""
+    if value is None or value in ("local", "auto") or value.startswith("ray://"):
+        return value
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit() and "/" not in value:
+        return value  # a head node's GCS address, host:6379
+    raise click.BadParameter(f"'{value}' is not a Ray address (local, auto, ray://head:10001 or head:6379); "
+                             "to start Ray on this machine put --ray after the paths or write --ray local",
+                             param_hint="--ray")
 
 
 @click.command("index")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @index_option
-@click.option("--bundle", default=None, help="Bundle name or folder (default: the index's, else clip-whisper).")
+@bundle_option
 @click.option("--rebuild", is_flag=True,
               help="Re-embed everything into a new copy, swapped in when complete (needed to switch bundles).")
 @click.option("--prune", is_flag=True, help="Also forget indexed files gone from disk under folders not found now.")
-@click.option("--clip-weights", default=None, help="Local open_clip checkpoint for pretrained bundles.")
-@click.option("--whisper-model", default=None, help="Local CTranslate2 Whisper folder or model name.")
+@clip_weights_option
+@whisper_model_option
 @click.option("--batch-size", default=32, show_default=True, help="Files per encoder batch.")
+@click.option("--transcribe/--no-transcribe", default=None,
+              help="Write down new recordings with Whisper beside a learned speech encoder "
+                   "(default: when its weights are installed; cascade bundles always transcribe).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              callback=_ray_address,
+              help="Decode and encode on Ray workers: alone (or `local`), on a Ray instance started here; `auto` or "
+                   "ray://head:10001 joins a cluster (its nodes must see PATHS, or add --ray-ship-bytes).")
+@click.option("--ray-ship-bytes", is_flag=True,
+              help="With --ray: send each file's bytes to the workers (for paths the Ray nodes cannot see).")
 @db_option
 @device_option
 @json_option
-def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_model, batch_size, db, device,
-              as_json) -> None:
+def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_model, batch_size, transcribe,
+              ray_address, ray_ship_bytes, db, device, as_json) -> None:
     """Index the photos and voice recordings under PATHS (incremental)."""
     from ..index import open_index
 
+    if ray_ship_bytes and not ray_address:
+        raise click.UsageError("--ray-ship-bytes needs --ray")
+    ray = None
+    if ray_address:
+        from indexer.distributed import RayOptions
+
+        ray = RayOptions(address=ray_address, ship_bytes=ray_ship_bytes)
+
     progress = ProgressBar(enabled=sys.stderr.isatty() and not as_json)
-    with open_index(index_dir, bundle, device=device, rebuild=rebuild, clip_weights=clip_weights,
-                    whisper_model=whisper_model, db=db) as idx:
+    hints = runnable_hints(paths, index_dir, db=db, clip_weights=clip_weights, whisper_model=whisper_model)
+    with hints, open_index(index_dir, bundle, device=device, rebuild=rebuild, clip_weights=clip_weights,
+                           whisper_model=whisper_model, db=db) as idx:
         before = _files_held(idx, rebuild)
         try:
-            report = idx.index(list(paths), progress=progress, batch_size=batch_size, prune=prune)
+            report = idx.index(list(paths), progress=progress, batch_size=batch_size, prune=prune, ray=ray,
+                               transcribe=transcribe)
         except KeyboardInterrupt:  # the library has saved every finished batch on its way out
             progress.close()
             saved = max(0, _files_held(idx, rebuild) - before)
@@ -54,7 +76,8 @@ def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_mo
         finally:
             progress.close()
     note = nothing_found_note(report, paths)
-    emit(report.to_dict() | ({"note": note} if note else {}), as_json, "\n".join(filter(None, [format_report(report), note])))
+    text = "\n".join(filter(None, [format_report(report), note]))
+    emit(report.to_dict() | ({"note": note} if note else {}), as_json, text)
 
 
 def nothing_found_note(report, paths) -> str | None:
@@ -86,37 +109,104 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
+class MinScore(click.ParamType):
+    """A number, or `default` for the documented threshold."""
+
+    name = "score"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        if str(value).strip().lower() == "default":
+            return DEFAULT_MIN_SCORE
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"'{value}' is neither a number nor `default`", param, ctx)
+
+
+def _steering_options(command):
+    """The options that narrow and page a search (the library's search arguments of the same names)."""
+    options = [
+        click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Skip this many hits (the next page: --offset 10 with -k 10)."),
+        click.option("--min-score", "min_score", type=MinScore(), default=None, metavar="SCORE|default",
+                     help="Leave out hits with a lower calibrated score; `default` is "
+                     f"{DEFAULT_MIN_SCORE:g}: what the best unrelated file reaches by chance."),
+        click.option("--under", "under", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Only files in this folder (repeatable)."),
+        click.option("--since", help="Only photos taken (else files modified) on or after this date or ISO time."),
+        click.option("--until", help="Only photos taken (else files modified) up to this date (the whole day) "
+                     "or before this ISO time."),
+        click.option("--type", "types", multiple=True, metavar="EXT",
+                     help="Only files of this type, e.g. jpg (also .jpeg) or wav (repeatable)."),
+        click.option("--exclude-query", is_flag=True,
+                     help="Leave out indexed copies of the query file (else they are marked and come first)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command("search")
+@click.argument("query", required=False)
 @click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Spoken query (any audio file).")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Image query.")
 @click.option("--text", help="Typed query.")
 @click.option("--kind", type=click.Choice(KIND_FILTERS), default="any", show_default=True)
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
+@_steering_options
+@click.option("-f", "--paths", "paths_only", is_flag=True, help="Print only the paths of the hits, one per line.")
 @index_option
 @db_option
 @device_option
 @json_option
-def search_cmd(audio, image, text, kind, k, index_dir, db, device, as_json) -> None:
-    """Search the index by voice, image or text."""
+def search_cmd(query, audio, image, text, kind, k, paths_only, index_dir, db, device, as_json, **steering) -> None:
+    """Search the index by voice, image or text; hits are ranked by calibrated score (images and recordings alike).
+
+    QUERY may stand alone: a photo or recording file searches by it, anything else is typed text
+    (`searchengine search "two ducks on a lake"`, `searchengine search beach.jpg`).
+    """
     from ..index import open_index
     from ..search import one_query
+    from .queries import infer_query
 
-    one_query(audio=audio, image=image, text=text)  # a usage error before the index opens
+    given = infer_query(query, audio, image, text)
+    one_query(**given)  # a usage error before the index opens
     with open_index(index_dir, device=device, create=False, db=db) as idx:
-        result = idx.search(audio=audio, image=image, text=text, kind=kind, k=k)
+        result = idx.search(**given, kind=kind, k=k, **steering)
+    if paths_only and not as_json:
+        click.echo("\n".join(hit.path for hit in result.hits), nl=bool(result.hits))
+        return
     heard = f'heard: "{result.transcript}"\n' if result.transcript is not None else ""
-    emit(result.to_dict(), as_json, heard + format_hits(result.hits))
+    notes = "".join(f"\n{note}" for note in _search_notes(result, steering["min_score"]))
+    emit(result.to_dict(), as_json, heard + format_hits(result.hits, result.offset) + notes)
 
 
-def format_hits(hits) -> str:
-    """A readable table: rank, score, kind, path, transcript."""
+def format_hits(hits, offset: int = 0) -> str:
+    """A readable table: rank, calibrated score, cosine, kind, path, transcript."""
     if not hits:
-        return "no results (is the index empty?)"
-    rows = [f"{'#':>3}  {'score':>6}  {'kind':5}  path"]
-    for rank, hit in enumerate(hits, 1):
+        return "no more results" if offset else "no results"
+    rows = [f"{'#':>3}  {'score':>6}  {'cosine':>6}  {'kind':5}  path"]
+    for rank, hit in enumerate(hits, offset + 1):
         extra = f'  "{hit.transcript}"' if hit.transcript else ""
-        rows.append(f"{rank:>3}  {hit.score:6.3f}  {hit.kind:5}  {hit.path}{extra}")
+        rows.append(f"{rank:>3}  {hit.score:6.2f}  {hit.cosine:6.3f}  {hit.kind:5}  {hit.path}{extra}")
     return "\n".join(rows)
+
+
+def _search_notes(result, min_score: float | None) -> list[str]:
+    """Lines under the table: the query's own copies, an empty answer's reason, the next page."""
+    notes = []
+    marked = [str(offset) for offset, hit in enumerate(result.hits, result.offset + 1) if hit.is_query]
+    if marked:
+        notes.append(f"#{', #'.join(marked)}: the query itself (--exclude-query leaves it out)")
+    elif result.query_paths:
+        notes.append(f"left out the query itself: {', '.join(result.query_paths)}")
+    if not result.hits and min_score is not None:
+        notes.append(f"nothing scores {min_score:g} or more: no good match (a lower --min-score shows weaker ones)")
+    if result.more:
+        notes.append(f"more: --offset {result.offset + len(result.hits)}")
+    return notes
 
 
 @click.command("status")

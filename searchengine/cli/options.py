@@ -13,19 +13,40 @@ from pathlib import Path
 import click
 
 from .. import errors
+from ..settings import SETTINGS
 from ..types import ProgressEvent
 
 # Exit codes: 0 ok, 1 engine error, 2 usage error (click's own, and bad arguments such as malformed queries),
 # 3 bundle mismatch, 4 weights missing.
 EXIT_CODES = {errors.ArgumentError: 2, errors.BundleMismatch: 3, errors.WeightsMissing: 4}
 
+
+def from_settings(key: str, otherwise: str) -> str:
+    """The default part of an option's help: flags left out are resolved by searchengine.settings."""
+    return (f"(default: ${SETTINGS[key].env}, else `{key}` in the config file, else {otherwise}; "
+            "see `searchengine config`)")
+
+
+# Options default to None: the library resolves what was left out through the settings (environment,
+# config file, default), so the command line, the library and `searchengine config` always agree.
 index_option = click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
-                            default=None, help="Index directory (default: $SEARCHENGINE_INDEX or a per-user folder).")
-db_option = click.option("--db", "db", envvar="SEARCHENGINE_DB", show_envvar=True, default=None, metavar="URL",
+                            default=None, help="Index directory " + from_settings("index", "a per-user folder") + ".")
+db_option = click.option("--db", "db", default=None, metavar="URL",
                          help="PostgreSQL URL for the metadata, e.g. postgresql+psycopg://user@host/db "
-                              "(default: SQLite in the index directory).")
+                              + from_settings("db", "SQLite in the index directory") + ".")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-device_option = click.option("--device", default=None, help="Where models run: cpu, cuda (default: cuda if present).")
+device_option = click.option("--device", default=None,
+                             help="Where models run: cpu, cuda " + from_settings("device", "cuda if present") + ".")
+bundle_option = click.option("--bundle", default=None, metavar="NAME|PATH",
+                             help="Bundle: a name from `searchengine bundles`, clip:MODEL/TAG+whisper:SIZE, or a "
+                                  "folder. An existing index keeps its own; a new one gets this "
+                                  + from_settings("bundle", "clip-whisper") + ".")
+clip_weights_option = click.option("--clip-weights", default=None, metavar="FILE",
+                                   help="Local open_clip checkpoint for pretrained bundles "
+                                        + from_settings("clip_weights", "the cache or the hub") + ".")
+whisper_model_option = click.option("--whisper-model", default=None, metavar="NAME|DIR",
+                                    help="Whisper model name or CTranslate2 folder for the cascade "
+                                         + from_settings("whisper_model", "the bundle's") + ".")
 
 
 class EngineError(click.ClickException):

@@ -24,6 +24,7 @@ from ..fileio import atomic_write
 from ..index import Index
 from ..media import content_type, thumbnail_jpeg
 from ..types import KIND_FILTERS, Hit
+from .controls import FIELDS as STEERING_FIELDS
 from .limits import Gate, Limits
 from .uploads import DEFAULT_K, MAX_K, ApiError, SearchForm
 
@@ -52,7 +53,10 @@ class SearchOut(BaseModel):
     """The search response (documentation only)."""
 
     hits: list[HitOut]
+    offset: int = 0
+    more: bool = False
     query_transcript: str | None = None
+    query_paths: list[str] | None = None
 
 
 class ErrorOut(BaseModel):
@@ -68,8 +72,9 @@ SEARCH_FORM = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "image": {"type": "string", "format": "binary", "description": "Image query."},
         "text": {"type": "string", "description": "Typed query."},
         "kind": {"type": "string", "enum": list(KIND_FILTERS), "default": "any"},
-        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_K}},
-    "description": "Exactly one of audio, image or text."}}}}}
+        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": DEFAULT_K},
+        **{name: {**schema, "description": text} for name, (schema, text) in STEERING_FIELDS.items()}},
+    "description": "Exactly one of audio, image or text; hits are ranked by calibrated score."}}}}}
 ERRORS_DOC = {code: {"model": ErrorOut} for code in (400, 401, 408, 413, 415, 422, 503, 507)}
 
 
@@ -120,15 +125,16 @@ class Api:
     async def search(self, request: Request) -> JSONResponse:
         """Search with exactly one of the form fields audio, image or text."""
         async with self.uploads.enter_now():  # refused before the body is read, so a flood costs nothing
-            query, kind, k = await self.form.parse(request)
+            query, kind, k, steering = await self.form.parse(request)
             try:
                 async with self.decodes.enter_within(self.limits.search_wait):
-                    result = await run_in_threadpool(lambda: self.index.search(**query, kind=kind, k=k))
+                    result = await run_in_threadpool(lambda: self.index.search(**query, kind=kind, k=k, **steering))
             except errors.MediaError as exc:
                 raise ApiError(error_status(exc), f"could not use the `{next(iter(query))}` upload: {exc}") from exc
-        body: dict = {"hits": [hit_json(h) for h in result]}
-        if result.transcript:
-            body["query_transcript"] = result.transcript
+        body = result.to_dict()
+        body["hits"] = [hit_json(h) for h in result]
+        if not result.transcript:  # the cascade heard nothing: no empty transcript to show
+            body.pop("query_transcript", None)
         return JSONResponse(body)
 
     async def media(self, file_id: str) -> FileResponse:

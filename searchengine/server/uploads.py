@@ -13,6 +13,7 @@ from ..errors import QueryError
 from ..media import sniff
 from ..search import QUERY_FIELDS, one_query
 from ..types import KIND_FILTERS
+from .controls import ControlError, steering_fields
 
 MAX_K = 200
 DEFAULT_K = 12
@@ -51,13 +52,13 @@ class CheckedMultiPartParser(MultiPartParser):
 
 
 class SearchForm:
-    """Parses one search request within an upload limit and a body timeout: ({field: value}, kind, k)."""
+    """Parses one search request within an upload limit and a body timeout: ({field: value}, kind, k, steering)."""
 
     def __init__(self, max_upload_bytes: int, body_timeout: float = 20.0):
         self.max_upload_bytes = max_upload_bytes
         self.body_timeout = body_timeout
 
-    async def parse(self, request: Request) -> tuple[dict, str, int]:
+    async def parse(self, request: Request) -> tuple[dict, str, int, dict]:
         form = await self._read(request)
         try:
             return await self._query(form)
@@ -96,8 +97,8 @@ class SearchForm:
     def _too_large(self) -> str:
         return f"upload too large: the limit is {self.max_upload_bytes / 2**20:.1f} MiB"
 
-    async def _query(self, form: FormData) -> tuple[dict, str, int]:
-        """({field: value}, kind, k) from the form, or ApiError."""
+    async def _query(self, form: FormData) -> tuple[dict, str, int, dict]:
+        """({field: value}, kind, k, Index.search's steering arguments) from the form, or ApiError."""
         try:
             field, _ = one_query(**{f: form.get(f) for f in QUERY_FIELDS})
         except QueryError as exc:
@@ -106,7 +107,11 @@ class SearchForm:
         if len(values) > 1:
             raise ApiError(400, f"give one {field} query, not {len(values)}")
         value = await self._value(field, values[0])
-        return {field: value}, _parse_kind(form.get("kind")), _parse_k(form.get("k"))
+        try:
+            steering = steering_fields(form)
+        except ControlError as exc:
+            raise ApiError(400, str(exc)) from exc
+        return {field: value}, _parse_kind(form.get("kind")), _parse_k(form.get("k")), steering
 
     async def _value(self, field: str, value: str | UploadFile) -> str | bytes:
         """The text, or the uploaded bytes checked for size and obvious type mistakes."""

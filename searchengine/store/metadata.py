@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import Float, cast, delete, func, or_, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..errors import SearchEngineError
+from ..filters import SearchFilters
 from ..types import BundleInfo, Skipped
 from . import migrate
 from .database import database_error, label, server_engine, sqlite_engine
@@ -45,26 +46,59 @@ class NewContent:
 
 @dataclass(frozen=True)
 class FileLink:
-    """A path that now holds the content (`content_hash`, `kind`)."""
+    """A path that now holds the content (`content_hash`, `kind`), and when its photo was taken, if known."""
 
     path: str
     content_hash: str
     kind: str
     size: int
     mtime_ns: int
+    captured_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StoredPath:
+    """A file holding a content: its id, path, and its time (capture time, else modification time)."""
+
+    id: int
+    path: str
+    time: float
 
 
 @dataclass(frozen=True)
 class StoredContent:
-    """A content row joined with every path that holds it."""
+    """A content row joined with every path that holds it (every path a search's filters let through)."""
 
     id: int
     kind: str
-    paths: tuple[tuple[int, str], ...]
+    paths: tuple[StoredPath, ...]
     width: int | None
     height: int | None
     duration: float | None
     transcript: str | None
+
+
+# A file's time for date filters: when the photo was taken, else when the file was last written.
+FILE_TIME = func.coalesce(MediaFile.captured_at, cast(MediaFile.mtime_ns, Float) / 1e9)
+
+
+def file_conditions(filters: SearchFilters | None) -> list:
+    """SQL conditions on `files` rows for a search's filters (none for no filters)."""
+    if not filters:
+        return []
+    conditions = []
+    if filters.under:
+        conditions.append(or_(*[or_(MediaFile.path == folder,
+                                    MediaFile.path.startswith(folder.rstrip("/") + "/", autoescape=True))
+                                for folder in filters.under]))
+    if filters.since is not None:
+        conditions.append(FILE_TIME >= filters.since)
+    if filters.until is not None:
+        conditions.append(FILE_TIME < filters.until)
+    if filters.suffixes:
+        lowered = func.lower(MediaFile.path)
+        conditions.append(or_(*[lowered.endswith(suffix, autoescape=True) for suffix in filters.suffixes]))
+    return conditions
 
 
 def _delete_paths(s: Session, table, paths: list[str]) -> None:
@@ -189,7 +223,7 @@ class MetadataStore:
         for link in links:
             row = existing.get(link.path) or MediaFile(path=link.path)
             row.content_id, row.size, row.mtime_ns = ids[(link.content_hash, link.kind)], link.size, link.mtime_ns
-            row.indexed_at = now
+            row.indexed_at, row.captured_at = now, link.captured_at
             s.add(row)
 
     def _remove_files(self, s: Session, paths: list[str]) -> None:
@@ -241,18 +275,34 @@ class MetadataStore:
             return set(s.scalars(select(Content.id).where(Content.kind == kind)))
 
     @_guarded
-    def lookup(self, content_ids: list[int]) -> dict[int, StoredContent]:
-        """Contents by id, each with all its paths; ids that vanished are simply absent."""
+    def lookup(self, content_ids: list[int], filters: SearchFilters | None = None) -> dict[int, StoredContent]:
+        """Contents by id, each with its paths (those `filters` let through); ids that vanished are absent."""
         if not content_ids:
             return {}
         with Session(self.engine) as s:
             contents = s.scalars(select(Content).where(Content.id.in_(content_ids))).all()
-            paths: dict[int, list[tuple[int, str]]] = defaultdict(list)
-            for fid, cid, path in s.execute(select(MediaFile.id, MediaFile.content_id, MediaFile.path)
-                                            .where(MediaFile.content_id.in_(content_ids)).order_by(MediaFile.path)):
-                paths[cid].append((fid, path))
+            paths: dict[int, list[StoredPath]] = defaultdict(list)
+            query = (select(MediaFile.id, MediaFile.content_id, MediaFile.path, FILE_TIME)
+                     .where(MediaFile.content_id.in_(content_ids), *file_conditions(filters)).order_by(MediaFile.path))
+            for fid, cid, path, when in s.execute(query):
+                paths[cid].append(StoredPath(fid, path, when))
             return {c.id: StoredContent(c.id, c.kind, tuple(paths[c.id]), c.width, c.height, c.duration,
                                         c.transcript) for c in contents}
+
+    @_guarded
+    def matching_contents(self, kind: str, filters: SearchFilters) -> np.ndarray:
+        """Ids of the contents of a kind that at least one file matching `filters` holds."""
+        query = (select(MediaFile.content_id).join(Content).where(Content.kind == kind, *file_conditions(filters))
+                 .distinct())
+        with Session(self.engine) as s:
+            return np.fromiter(s.scalars(query), dtype=np.int64)
+
+    @_guarded
+    def content_id(self, content_hash: str, kind: str) -> int | None:
+        """The id of the content with these bytes and kind, if indexed."""
+        query = select(Content.id).where(Content.content_hash == content_hash, Content.kind == kind)
+        with Session(self.engine) as s:
+            return s.scalars(query).first()
 
     @_guarded
     def file_by_id(self, file_id: int) -> tuple[str, str] | None:

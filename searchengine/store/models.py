@@ -56,6 +56,9 @@ class MediaFile(Base):
     size: Mapped[int] = mapped_column(Int64)
     mtime_ns: Mapped[int] = mapped_column(Int64)
     indexed_at: Mapped[float] = mapped_column(Float)
+    # When the photo was taken (EXIF DateTimeOriginal, POSIX seconds); NULL when the file does not
+    # say, and for rows indexed before migration 0003: searches by date then use mtime_ns.
+    captured_at: Mapped[float | None] = mapped_column(Float)
 
 
 class SkippedFile(Base):

@@ -38,6 +38,7 @@ class VectorStore:
         self.dim = dim
         self.use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
         self._gpu_index = None
+        self._sample: tuple[np.ndarray, np.ndarray] | None = None  # (ids, vectors), until the vectors change
         self._signature: tuple[int, int] | None = None
         # Why the file on disk could not be used (it starts empty then; SQLite holds every vector).
         self.damaged: str | None = None
@@ -91,23 +92,55 @@ class VectorStore:
         """Add vectors under the given ids."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         self.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
-        self._gpu_index = None
+        self._changed()
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
         """Remove ids (unknown ids are ignored); returns how many went."""
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size == 0:
             return 0
-        self._gpu_index = None
+        self._changed()
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores [Q, k'], ids [Q, k']) best first, k' = min(k, count)."""
+    def _changed(self) -> None:
+        """Forget what was derived from the old vectors: the GPU clone and the calibration sample."""
+        self._gpu_index = None
+        self._sample = None
+
+    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [Q, k'], ids [Q, k']) best first, k' = min(k, count); `among`: only these ids.
+
+        Searches restricted to some ids (filters) run on the CPU index with a FAISS id selector, so they
+        still return k hits when k match; GPU flat indexes take no selector.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        k = min(k, self.count)
+        if among is None:
+            k = min(k, self.count)
+        else:
+            among = np.ascontiguousarray(among, dtype=np.int64)
+            k = min(k, self.count, among.size)
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return self._searcher().search(queries, k)
+        if among is None:
+            return self._searcher().search(queries, k)
+        selector = faiss.IDSelectorBatch(among)
+        scores, ids = self.index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+        return scores, np.where(scores > -1e30, ids, -1)  # fewer matches than k: FAISS pads with -inf
+
+    def sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of up to `size` stored vectors: all of them in a smaller store, else a fixed-seed draw.
+
+        Derived from the vectors themselves (the FAISS file holds them), and drawn again whenever they
+        change, so the sample can never disagree with the store it describes.
+        """
+        if self._sample is None:
+            count = self.count
+            rows = np.arange(count) if count <= size else np.sort(np.random.default_rng(0).choice(count, size, False))
+            flat = faiss.downcast_index(self.index.index)
+            stored = faiss.rev_swig_ptr(flat.get_xb(), count * self.dim).reshape(count, self.dim) if count else \
+                np.zeros((0, self.dim), np.float32)
+            self._sample = (self.ids()[rows], np.array(stored[rows], dtype=np.float32))
+        return self._sample
 
     def _searcher(self) -> faiss.Index:
         """The GPU clone when a GPU is usable, else the CPU index itself."""
@@ -142,7 +175,7 @@ class VectorStore:
         except UnreadableVectors:
             self._signature = signature  # do not retry the same bad file on every search
             return False
-        self._gpu_index = None
+        self._changed()
         return True
 
     def file_bytes(self) -> int:

@@ -1,8 +1,8 @@
 // The search page: record / drop / paste / type a query, post it to /api/search, show the hits.
+// results.js draws the cards and filters.js reads the steering controls; this file runs last.
 "use strict";
 
 const TOKEN = new URLSearchParams(location.search).get("token");
-const K = 12;
 const MAX_RECORD_SECONDS = 60;
 const KIND_LABELS = { image: "images", audio: "recordings", any: "images and recordings" };
 
@@ -12,7 +12,7 @@ const els = {
   imageInput: $("image-input"), textForm: $("text-form"), textInput: $("text-input"), status: $("status"),
   indexStatus: $("index-status"), results: $("results"), empty: $("empty"), preview: $("query-preview"),
 };
-const state = { searches: 0, controller: null, lastQuery: null, mediaCache: new Map(), recording: null };
+const state = { searches: 0, controller: null, lastQuery: null, mediaCache: new Map(), recording: null, minScore: null };
 
 // ---------------------------------------------------------------- API access
 
@@ -65,21 +65,25 @@ function currentKind() {
   return document.querySelector('input[name="kind"]:checked').value;
 }
 
-/** query: {text} or {field: "audio"|"image", blob, name}; label says what was searched. */
-async function search(query, label, kind = currentKind()) {
+/** query: {text} or {field: "audio"|"image", blob, name}; label says what was searched.
+ *  offset > 0 fetches the next page and adds its cards after the ones shown. */
+async function search(query, label, kind = currentKind(), offset = 0) {
   state.controller?.abort();
   const controller = (state.controller = new AbortController());
-  state.lastQuery = { query, label };
+  state.lastQuery = { query, label, kind: kind === currentKind() ? undefined : kind };
+  state.minScore = minScore();
   setStatus(`Searching ${KIND_LABELS[kind]} for ${label}…`, "busy");
   document.body.classList.add("busy");
   try {
-    const resp = await api("/api/search", { method: "POST", body: queryForm(query, kind), signal: controller.signal });
-    const data = await resp.json();
-    showPreview(query, data.query_transcript);
-    renderHits(data.hits);
-    setStatus(`${data.hits.length} ${data.hits.length === 1 ? "result" : "results"} for ${label}.`, "ok");
+    const body = queryForm(query, kind, offset);
+    const data = await (await api("/api/search", { method: "POST", body, signal: controller.signal })).json();
+    if (!offset) showPreview(query, data.query_transcript);
+    renderHits(data.hits, offset);
+    showMore(data.more);
+    setStatus(resultLine(els.results.children.length, label, data), "ok");
   } catch (err) {
     if (err.name === "AbortError") return;
+    showMore(false);  // the next page of a search that failed is no page at all
     setStatus(`Search failed: ${err.message}`, "error");
   } finally {
     if (state.controller === controller) document.body.classList.remove("busy");
@@ -87,13 +91,21 @@ async function search(query, label, kind = currentKind()) {
   }
 }
 
-function queryForm(query, kind) {
+function queryForm(query, kind, offset) {
   const form = new FormData();
   if (query.text !== undefined) form.append("text", query.text);
   else form.append(query.field, query.blob, query.name);
   form.append("kind", kind);
-  form.append("k", String(K));
+  form.append("k", String(PAGE_SIZE));
+  form.append("offset", String(offset));
+  filterFields().forEach(([name, value]) => form.append(name, value));
   return form;
+}
+
+function resultLine(shown, label, data) {
+  const more = data.more ? " More below." : "";
+  const itself = data.query_paths ? " The query itself is in the index: marked “your query”." : "";
+  return `${shown} ${shown === 1 ? "result" : "results"} for ${label}.${itself}${more}`;
 }
 
 function showPreview(query, transcript) {
@@ -115,84 +127,7 @@ function showPreview(query, transcript) {
   if (transcript) els.preview.append(el("q", "preview-text", transcript));
 }
 
-// ---------------------------------------------------------------- results
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function basename(path) {
-  return path.split(/[\\/]/).pop();
-}
-
-function renderHits(hits) {
-  els.results.replaceChildren(...hits.map((hit, rank) => card(hit, rank)));
-  els.empty.hidden = hits.length > 0;
-  els.empty.textContent = "No results. Is the index empty, or the filter too narrow?";
-  hits.filter((h) => h.kind === "audio").forEach((hit) => drawWaveform(hit));
-}
-
-function card(hit, rank) {
-  const li = el("li", `card card-${hit.kind}`);
-  Object.assign(li.dataset, { id: hit.id, kind: hit.kind, path: hit.path, score: hit.score.toFixed(4) });
-  li.style.setProperty("--delay", `${Math.min(rank, 12) * 25}ms`);
-  const name = basename(hit.path);
-  const action = hit.kind === "image" ? `Find matches for photo ${name}` : `Find photos matching recording ${name}`;
-  const button = el("button", "card-hit");
-  Object.assign(button, { type: "button", title: action });
-  button.setAttribute("aria-label", action);
-  button.append(hit.kind === "image" ? thumbnail(hit, name) : waveformCanvas(hit));
-  button.addEventListener("click", () => searchWithHit(hit, name));
-  li.append(button, cardBody(hit, name));
-  return li;
-}
-
-function thumbnail(hit, name) {
-  const img = el("img", "thumb");
-  Object.assign(img, { src: tokenUrl(hit.thumb_url), alt: name, loading: "lazy", decoding: "async" });
-  return img;
-}
-
-function waveformCanvas(hit) {
-  const canvas = el("canvas", "wave");
-  canvas.id = `wave-${hit.id}`;
-  canvas.setAttribute("aria-hidden", "true");
-  return canvas;
-}
-
-function cardBody(hit, name) {
-  const body = el("div", "card-body");
-  const title = el("div", "card-title", name);
-  title.title = hit.path;
-  body.append(title);
-  if (hit.kind === "audio") body.append(player(hit, name), transcript(hit));
-  body.append(meta(hit));
-  return body;
-}
-
-function player(hit, name) {
-  const audio = el("audio", "player");
-  Object.assign(audio, { controls: true, preload: "none", src: tokenUrl(hit.media_url) });
-  audio.setAttribute("aria-label", `Play ${name}`);
-  return audio;
-}
-
-function transcript(hit) {
-  return hit.transcript ? el("q", "transcript", hit.transcript) : el("p", "transcript none", "No transcript");
-}
-
-function meta(hit) {
-  const row = el("div", "meta");
-  const score = el("span", "score", hit.score.toFixed(3));
-  score.title = "similarity to the query (1 = identical)";
-  score.style.setProperty("--fill", `${Math.max(0, Math.min(1, hit.score)) * 100}%`);
-  const facts = hit.kind === "image" ? `${hit.width}×${hit.height}` : `${(hit.duration || 0).toFixed(1)} s`;
-  row.append(score, el("span", "facts", facts));
-  return row;
-}
+// ---------------------------------------------------------------- results (cards: results.js)
 
 async function searchWithHit(hit, name) {
   setStatus(`Fetching ${name}…`, "busy");
@@ -203,51 +138,6 @@ async function searchWithHit(hit, name) {
   // A recording asks for the photos it describes, unless only recordings are wanted.
   const kind = currentKind() === "audio" ? "audio" : "image";
   return search(query, `recording ${name}`, kind);
-}
-
-// ---------------------------------------------------------------- waveforms
-
-let decoder = null;
-
-async function drawWaveform(hit) {
-  const canvas = document.getElementById(`wave-${hit.id}`);
-  try {
-    const bytes = await (await mediaBlob(hit)).arrayBuffer();
-    decoder ||= new OfflineAudioContext(1, 1, 44100);  // decodes without needing a user gesture
-    const buffer = await decoder.decodeAudioData(bytes);
-    paintWave(canvas, buffer.getChannelData(0));
-  } catch {
-    canvas?.classList.add("wave-failed");
-  }
-}
-
-function paintWave(canvas, samples) {
-  if (!canvas?.isConnected) return;
-  const ratio = window.devicePixelRatio || 1;
-  const width = (canvas.width = Math.max(1, Math.round(canvas.clientWidth * ratio)));
-  const height = (canvas.height = Math.max(1, Math.round(canvas.clientHeight * ratio)));
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = getComputedStyle(canvas).color;
-  const peaks = columnPeaks(samples, Math.floor(width / (3 * ratio)));
-  const step = width / peaks.length;
-  peaks.forEach((peak, i) => {
-    const h = Math.max(ratio, peak * height * 0.92);
-    ctx.fillRect(i * step, (height - h) / 2, Math.max(ratio, step - ratio), h);
-  });
-  canvas.dataset.drawn = "true";
-}
-
-/** The loudest sample in each of `columns` slices, scaled so the loudest slice fills the height. */
-function columnPeaks(samples, columns) {
-  const size = Math.max(1, Math.floor(samples.length / Math.max(1, columns)));
-  const peaks = [];
-  for (let start = 0; start + size <= samples.length; start += size) {
-    let peak = 0;
-    for (let i = start; i < start + size; i++) peak = Math.max(peak, Math.abs(samples[i]));
-    peaks.push(peak);
-  }
-  const top = Math.max(...peaks, 1e-6);
-  return peaks.map((p) => p / top);
 }
 
 // ---------------------------------------------------------------- recording
@@ -397,4 +287,5 @@ wireImageInput();
 wirePaste();
 wireTextInput();
 wireKindSwitch();
+wireFilters();
 loadIndexStatus();

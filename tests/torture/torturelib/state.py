@@ -64,7 +64,7 @@ def snapshot(idx) -> Snapshot:
         stored = meta.lookup([int(i) for i in ids])
         snap.contents += len(ids)
         for cid, vec in zip(ids, vecs):
-            for _file_id, path in stored[int(cid)].paths:
+            for path in (p.path for p in stored[int(cid)].paths):
                 snap.indexed[path] = (kind, np.asarray(vec, dtype=np.float32))
     snap.skipped = {s.path for s in idx.status().skipped}
     return snap

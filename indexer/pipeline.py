@@ -153,10 +153,21 @@ class Pipeline:
             return
         items, vectors, transcripts = self._encode(batch)
         window = self.bundle.speech_seconds
-        self.commit([(item.paths, _new_content(item, vec, text, window))
-                     for item, vec, text in zip(items, vectors, transcripts)])
+        text_vectors = self._transcript_vectors(transcripts)
+        self.commit([(item.paths, _new_content(item, vec, text, window, text_vec))
+                     for item, vec, text, text_vec in zip(items, vectors, transcripts, text_vectors)])
         self.progress(len(batch))
         batch.clear()
+
+    def _transcript_vectors(self, transcripts: list[str | None]) -> list[np.ndarray | None]:
+        """The text tower's vectors of what Whisper wrote down beside a learned encoder (None where nothing was)."""
+        said = [i for i, text in enumerate(transcripts) if text]
+        out: list[np.ndarray | None] = [None] * len(transcripts)
+        if self.whisper is None or not said:
+            return out
+        for i, vector in zip(said, self.bundle.encode_texts([transcripts[i] for i in said])):
+            out[i] = vector
+        return out
 
     def commit(self, embedded: list[tuple[list[Candidate], NewContent]]) -> None:
         """Write new contents with every path that holds them (a Ray run's driver commits its workers' rows here)."""
@@ -207,7 +218,8 @@ class Pipeline:
             self.progress(1)
 
 
-def _new_content(item: Decoded, vector: np.ndarray, transcript: str | None, heard: float | None) -> NewContent:
+def _new_content(item: Decoded, vector: np.ndarray, transcript: str | None, heard: float | None,
+                 text_vector: np.ndarray | None = None) -> NewContent:
     if item.kind == Kind.IMAGE:
         width, height = item.size
         return NewContent(item.digest, item.kind.value, vector, width=width, height=height)
@@ -216,4 +228,4 @@ def _new_content(item: Decoded, vector: np.ndarray, transcript: str | None, hear
     if heard is not None and clip.duration > heard + 0.5:
         warning = f"only the first {heard:.0f} s of this {clip.duration:.0f}-s recording are searchable"
     return NewContent(item.digest, item.kind.value, vector, duration=clip.duration, transcript=transcript,
-                      warning=warning)
+                      warning=warning, text_vector=text_vector)

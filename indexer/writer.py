@@ -17,6 +17,7 @@ import numpy as np
 from searchengine.media import capture_time
 from searchengine.store.metadata import FileLink, MetadataStore, NewContent
 from searchengine.store.vectors import VectorStore
+from searchengine.types import TRANSCRIPT_STORE
 
 
 class Writer:
@@ -34,9 +35,11 @@ class Writer:
         """Commit one batch to SQLite, then mirror it into FAISS."""
         links = [with_capture_time(link) for link in links]
         added, orphans = self.metadata.write(list(contents), links, list(removed), list(skips))
-        kinds_vectors: dict[str, list[np.ndarray]] = {}
+        kinds_vectors: dict[str, list[np.ndarray]] = {}  # by store, in the order the metadata numbered them
         for c in contents:
             kinds_vectors.setdefault(c.kind, []).append(c.vector)
+            if c.text_vector is not None:
+                kinds_vectors.setdefault(TRANSCRIPT_STORE, []).append(c.text_vector)
         for kind, ids in added.items():
             self.vectors[kind].add(np.array(ids), np.stack(kinds_vectors[kind]))
         for kind, ids in orphans.items():

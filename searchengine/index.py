@@ -18,7 +18,7 @@ from .store.generation import (Backend, Generation, backend_for, discard, live_f
                                remove_stale)
 from .store.metadata import MetadataStore
 from .store.vectors import VectorStore
-from .types import IndexReport, IndexStatus, Kind, Progress, SearchResult
+from .types import TRANSCRIPT_STORE, IndexReport, IndexStatus, Kind, Progress, SearchResult
 
 INDEX_ENV = settings.SETTINGS["index"].env
 DB_ENV = settings.SETTINGS["db"].env
@@ -246,7 +246,7 @@ class Index:
         stores = self.vectors
         return IndexStatus(
             path=str(self.path), bundle=self.metadata.bundle(), files=self.metadata.file_counts(),
-            vectors={k: s.count for k, s in stores.items()},
+            vectors={k: s.count for k, s in stores.items() if k != TRANSCRIPT_STORE or s.count},
             index_type=next(iter(stores.values())).description if stores else "none (empty index)",
             index_bytes=sum(s.file_bytes() for s in stores.values()) + _db_bytes(self.metadata.path),
             skipped=_still_on_disk(self.metadata.skipped()), warnings=self.metadata.warnings(), rebuild=self._pending_rebuild())

@@ -22,7 +22,7 @@ from .filters import SearchFilters, make_filters
 from .media import AudioSource, ImageSource, load_audio, load_image
 from .store.metadata import MetadataStore
 from .store.vectors import VectorStore
-from .types import Hit, SearchResult, kinds_for
+from .types import TRANSCRIPT_STORE, Hit, Kind, SearchResult, kinds_for
 
 QUERY_FIELDS = ("audio", "image", "text")
 
@@ -131,6 +131,10 @@ def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: 
     candidates: list[_Candidate] = []
     for kind in options.kinds:
         candidates += _store_candidates(query, vectors[kind], metadata, kind, options, wanted, query_content)
+        transcripts = vectors.get(TRANSCRIPT_STORE)
+        if kind == Kind.AUDIO.value and transcripts is not None and transcripts.count:
+            candidates += _store_candidates(query, transcripts, metadata, kind, options, wanted, query_content)
+    candidates = _best_per_content(candidates)
     # An exact copy of the query is the best match there can be: marked, it leads whatever the
     # calibration of a store too small to measure says.
     candidates.sort(key=lambda c: (c.content_id != query_content, -c.score))
@@ -146,6 +150,16 @@ def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: 
                         duration=content.duration, time=stored.time, is_query=is_query) for stored in content.paths)
     end = options.offset + options.k
     return SearchResult(hits[options.offset:end], offset=options.offset, more=len(hits) > end)
+
+
+def _best_per_content(candidates: list[_Candidate]) -> list[_Candidate]:
+    """One candidate per content, its best: a recording found by its speech and by its transcript counts once."""
+    best: dict[int, _Candidate] = {}
+    for cand in candidates:
+        held = best.get(cand.content_id)
+        if held is None or (cand.score, cand.cosine) > (held.score, held.cosine):  # stores too small to calibrate tie
+            best[cand.content_id] = cand
+    return list(best.values())
 
 
 def _store_candidates(query: np.ndarray, store: VectorStore, metadata: MetadataStore, kind: str,

@@ -19,6 +19,11 @@ class Kind(str, enum.Enum):
     AUDIO = "audio"
 
 
+# The FAISS stores of an index: one per kind, and the text vectors of recordings' transcripts (made
+# beside a learned speech encoder, so typed words reach recordings through the text tower too).
+TRANSCRIPT_STORE = "transcript"
+VECTOR_STORES = (Kind.IMAGE.value, Kind.AUDIO.value, TRANSCRIPT_STORE)
+
 # What a search may ask for: one kind, or both.
 KIND_FILTERS = ("image", "audio", "any")
 # The documented threshold of `--min-score default`, on the calibrated score (searchengine/calibrate.py):

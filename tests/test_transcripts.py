@@ -58,3 +58,35 @@ def test_the_setting_takes_yes_no_auto_only(spoken, tmp_path, tiny_bundle, monke
     monkeypatch.setenv("SEARCHENGINE_TRANSCRIBE", "perhaps")
     with open_index(tmp_path / "index", tiny_bundle) as idx, pytest.raises(ArgumentError, match="auto, yes, no"):
         idx.index([spoken])
+
+
+def _heard(index_dir) -> str:
+    with open_index(index_dir, create=False) as idx:
+        return idx.search(text="anything", kind="audio", k=1)[0].transcript
+
+
+def test_typed_words_reach_a_recording_through_its_transcript(spoken, tmp_path, tiny_bundle):
+    with open_index(tmp_path / "on", tiny_bundle) as idx:
+        idx.index([spoken], transcribe=True)
+    with open_index(tmp_path / "off", tiny_bundle) as idx:
+        idx.index([spoken], transcribe=False)
+    said = _heard(tmp_path / "on")
+    with open_index(tmp_path / "on", create=False) as on, open_index(tmp_path / "off", create=False) as off:
+        assert on.status().vectors["transcript"] == 1 and "transcript" not in off.status().vectors
+        # The exact words meet their own text vector (cosine 1); the speech vector alone is far from that.
+        assert on.search(text=said, kind="audio", k=1)[0].cosine == pytest.approx(1.0, abs=1e-4)
+        assert off.search(text=said, kind="audio", k=1)[0].cosine < 0.99
+        assert len(on.search(text=said, kind="audio", k=5)) == 1  # found twice, listed once
+
+
+def test_transcript_vectors_leave_with_their_file_and_come_back_after_a_lost_faiss_file(spoken, tmp_path,
+                                                                                        tiny_bundle):
+    with open_index(tmp_path / "index", tiny_bundle) as idx:
+        idx.index([spoken], transcribe=True)
+        folder = idx.gen.folder
+    (folder / "transcript.faiss").unlink()  # as a crash before the first save would leave it
+    with open_index(tmp_path / "index", create=False) as idx:
+        assert idx.status().vectors["transcript"] == 1  # rebuilt from the database's copy
+        (spoken / "memo.wav").unlink()
+        idx.index([spoken], transcribe=True)
+        assert "transcript" not in idx.status().vectors and "audio" not in idx.status().files

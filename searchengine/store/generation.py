@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import IndexStateError
 from ..fileio import atomic_write
-from ..types import BundleInfo, Kind
+from ..types import VECTOR_STORES, BundleInfo
 from .database import check_url, drop_schemas, generation_schemas, lock_key, schema_exists
 from .metadata import MetadataStore
 from .vectors import VectorStore
@@ -172,7 +172,7 @@ def remove_stale(index_dir: Path, keep: Path | None = None, backend: Backend | N
         if folder.is_dir() and folder not in (live, keep):
             shutil.rmtree(folder, ignore_errors=True)
     if live != index_dir:  # the legacy generation's files at the top level
-        for path in [*index_dir.glob(DB_FILE + "*"), *(index_dir / f"{k.value}.faiss" for k in Kind)]:
+        for path in [*index_dir.glob(DB_FILE + "*"), *(index_dir / f"{name}.faiss" for name in VECTOR_STORES)]:
             path.unlink(missing_ok=True)
     for folder in (index_dir, live, keep):
         for leftover in (folder.glob(".*.tmp") if folder is not None and folder.is_dir() else ()):
@@ -204,7 +204,7 @@ class Generation:
 
     def open_vectors(self, dim: int) -> None:
         """Load FAISS (an unreadable file starts empty) and reconcile it with SQLite."""
-        self.vectors = {k.value: VectorStore(self.folder / f"{k.value}.faiss", dim) for k in Kind}
+        self.vectors = {name: VectorStore(self.folder / f"{name}.faiss", dim) for name in VECTOR_STORES}
         for store in self.vectors.values():
             if store.damaged:
                 log.warning("rebuilding %s from the metadata database: %s", store.path, store.damaged)

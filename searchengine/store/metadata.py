@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import SearchEngineError
 from ..filters import SearchFilters
-from ..types import BundleInfo, Skipped
+from ..types import TRANSCRIPT_STORE, BundleInfo, Skipped
 from . import migrate
 from .database import database_error, label, server_engine, sqlite_engine
 from .models import BundleRecord, Content, MediaFile, SkippedFile
@@ -42,6 +42,7 @@ class NewContent:
     duration: float | None = None
     transcript: str | None = None
     warning: str | None = None
+    text_vector: np.ndarray | None = None  # the transcript through the text tower (learned speech only)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,17 @@ def file_conditions(filters: SearchFilters | None) -> list:
         lowered = func.lower(MediaFile.path)
         conditions.append(or_(*[lowered.endswith(suffix, autoescape=True) for suffix in filters.suffixes]))
     return conditions
+
+
+def _blob(vector: np.ndarray | None) -> bytes | None:
+    return None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def _store_rows(store: str) -> tuple:
+    """(vector column, row conditions) of a vector store: a kind's vectors, or the transcripts' text vectors."""
+    if store == TRANSCRIPT_STORE:
+        return Content.text_vector, (Content.kind == "audio", Content.text_vector.is_not(None))
+    return Content.vector, (Content.kind == store,)
 
 
 def _delete_paths(s: Session, table, paths: list[str]) -> None:
@@ -206,10 +218,12 @@ class MetadataStore:
         for c in contents:
             row = Content(content_hash=c.content_hash, kind=c.kind, width=c.width, height=c.height,
                           duration=c.duration, transcript=c.transcript, warning=c.warning,
-                          vector=np.asarray(c.vector, dtype=np.float32).tobytes())
+                          vector=_blob(c.vector), text_vector=_blob(c.text_vector))
             s.add(row)
             s.flush()
             added[c.kind].append(row.id)
+            if c.text_vector is not None:
+                added[TRANSCRIPT_STORE].append(row.id)
         return dict(added)
 
     def _link_files(self, s: Session, links: list[FileLink]) -> None:
@@ -242,12 +256,15 @@ class MetadataStore:
     def _delete_orphans(self, s: Session) -> dict[str, list[int]]:
         """Contents no path points at any more: their vectors must leave FAISS too."""
         used = select(MediaFile.content_id)
-        rows = s.execute(select(Content.id, Content.kind).where(Content.id.not_in(used))).all()
+        has_text = Content.text_vector.is_not(None)
+        rows = s.execute(select(Content.id, Content.kind, has_text).where(Content.id.not_in(used))).all()
         if rows:
             s.execute(delete(Content).where(Content.id.in_([r.id for r in rows])))
         orphans: dict[str, list[int]] = defaultdict(list)
-        for cid, kind in rows:
+        for cid, kind, text in rows:
             orphans[kind].append(cid)
+            if text:
+                orphans[TRANSCRIPT_STORE].append(cid)
         return dict(orphans)
 
     @_guarded
@@ -261,18 +278,19 @@ class MetadataStore:
     # --- reading ------------------------------------------------------------
     @_guarded
     def vectors(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of every content of a kind, for rebuilding FAISS."""
+        """(ids, vectors) of every content in a vector store (a kind, or the transcripts), for rebuilding FAISS."""
+        column, where = _store_rows(kind)
         with Session(self.engine) as s:
-            rows = s.execute(select(Content.id, Content.vector).where(Content.kind == kind)).all()
+            rows = s.execute(select(Content.id, column.label("vector")).where(*where)).all()
         ids = np.array([r.id for r in rows], dtype=np.int64)
         vecs = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]) if rows else None
         return ids, vecs
 
     @_guarded
     def content_ids(self, kind: str) -> set[int]:
-        """Ids of every content of a kind."""
+        """Ids of every content in a vector store (a kind, or the transcripts)."""
         with Session(self.engine) as s:
-            return set(s.scalars(select(Content.id).where(Content.kind == kind)))
+            return set(s.scalars(select(Content.id).where(*_store_rows(kind)[1])))
 
     @_guarded
     def lookup(self, content_ids: list[int], filters: SearchFilters | None = None) -> dict[int, StoredContent]:

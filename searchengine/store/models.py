@@ -43,6 +43,9 @@ class Content(Base):
     warning: Mapped[str | None] = mapped_column(Text)
     # The vector itself, so FAISS can always be rebuilt from SQLite after a crash.
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # A recording's transcript through the text tower (the "transcript" store), when Whisper wrote it
+    # down beside a learned speech encoder; NULL otherwise (the cascade's vector is that already).
+    text_vector: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class MediaFile(Base):

@@ -8,6 +8,7 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import settings
 from .binding import BundleBinding, check_first_bundle
@@ -17,8 +18,10 @@ from .store.database import advisory_lock, schema_exists
 from .store.generation import (Backend, Generation, backend_for, discard, live_folder, next_folder, publish,
                                remove_stale)
 from .store.metadata import MetadataStore
-from .store.vectors import VectorStore
-from .types import TRANSCRIPT_STORE, IndexReport, IndexStatus, Kind, Progress, SearchResult
+from .types import FLAT_INDEX, TRANSCRIPT_STORE, IndexReport, IndexStatus, Kind, Progress, SearchResult
+
+if TYPE_CHECKING:
+    from .store.vectors import VectorStore  # FAISS loads with the first vectors, not with this module
 
 INDEX_ENV = settings.SETTINGS["index"].env
 DB_ENV = settings.SETTINGS["db"].env
@@ -31,7 +34,7 @@ def default_index_dir() -> Path:
 
 def open_index(path: str | Path | None = None, bundle=None, *, device: str | None = None, rebuild: bool = False,
                clip_weights: str | None = None, whisper_model: str | None = None, create: bool = True,
-               db: str | None = None) -> "Index":
+               db: str | None = None, load_vectors: bool = True) -> "Index":
     """Open (or create) the index at `path`. Opening never loads a model: the first index or search does.
 
     Every argument left out comes from the settings (environment, then the config file; see
@@ -48,6 +51,8 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
         create: when false, a directory without an index raises IndexStateError instead of becoming one.
         db: SQLAlchemy URL of a PostgreSQL database for the metadata (postgresql+psycopg://...);
             default the db setting, else SQLite in the index directory. FAISS files stay in `path`.
+        load_vectors: False opens the database only (no FAISS): status() answers from it at once, and
+            the first search or index run reads the vector files.
 
     A new index is created only when its bundle's weights are here (or can be fetched, for a bundle
     named on purpose): otherwise WeightsMissing says what is missing, and nothing is written.
@@ -66,17 +71,18 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
             check_first_bundle(bundle, clip_weights, whisper_model)
     load_kwargs = {"device": settings.value("device", device), "clip_weights": clip_weights,
                    "whisper_model": whisper_model}
-    return Index(path, bundle, rebuild=rebuild, db=db, **load_kwargs)
+    return Index(path, bundle, rebuild=rebuild, db=db, load_vectors=load_vectors, **load_kwargs)
 
 
 class Index:
     """Index media folders and search them by audio, image or text."""
 
-    def __init__(self, path: Path, bundle=None, *, rebuild: bool = False, db: str | None = None, **load_kwargs):
+    def __init__(self, path: Path, bundle=None, *, rebuild: bool = False, db: str | None = None,
+                 load_vectors: bool = True, **load_kwargs):
         self.path = path.expanduser().absolute()
         self._lock = threading.RLock()  # server threads share the bundle and the vector stores
         self.backend: Backend = backend_for(self.path, db)
-        self.gen = Generation(live_folder(self.path), self.backend)
+        self.gen = Generation(live_folder(self.path), self.backend, load_vectors)
         self._load_kwargs = load_kwargs
         recorded = self.metadata.bundle()
         # A rebuild re-embeds into a new generation with the requested bundle (by default the
@@ -243,12 +249,16 @@ class Index:
 
     def status(self) -> IndexStatus:
         """Counts per kind, bundle, index type and size, skipped files and warnings."""
-        stores = self.vectors
+        stores, bundle = self.vectors, self.metadata.bundle()
+        if stores:
+            counts, index_type = {k: s.count for k, s in stores.items()}, next(iter(stores.values())).description
+        else:  # opened without its vectors: the database knows the counts, and every store is flat
+            counts, index_type = self.metadata.vector_counts(), FLAT_INDEX if bundle else "none (empty index)"
         return IndexStatus(
-            path=str(self.path), bundle=self.metadata.bundle(), files=self.metadata.file_counts(),
-            vectors={k: s.count for k, s in stores.items() if k != TRANSCRIPT_STORE or s.count},
-            index_type=next(iter(stores.values())).description if stores else "none (empty index)",
-            index_bytes=sum(s.file_bytes() for s in stores.values()) + _db_bytes(self.metadata.path),
+            path=str(self.path), bundle=bundle, files=self.metadata.file_counts(),
+            vectors={k: n for k, n in counts.items() if k != TRANSCRIPT_STORE or n} if bundle else {},
+            index_type=index_type,
+            index_bytes=sum(p.stat().st_size for p in self.gen.folder.glob("*.faiss")) + _db_bytes(self.metadata.path),
             skipped=_still_on_disk(self.metadata.skipped()), warnings=self.metadata.warnings(), rebuild=self._pending_rebuild())
 
     def _pending_rebuild(self) -> dict | None:

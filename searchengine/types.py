@@ -24,6 +24,9 @@ class Kind(str, enum.Enum):
 TRANSCRIPT_STORE = "transcript"
 VECTOR_STORES = (Kind.IMAGE.value, Kind.AUDIO.value, TRANSCRIPT_STORE)
 
+# What every vector store is today: exact inner-product search over id-mapped vectors.
+FLAT_INDEX = "IDMap2,Flat inner product"
+
 # What a search may ask for: one kind, or both.
 KIND_FILTERS = ("image", "audio", "any")
 # The documented threshold of `--min-score default`, on the calibrated score (searchengine/calibrate.py):

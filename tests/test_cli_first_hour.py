@@ -167,3 +167,22 @@ def test_paths_only_prints_one_path_per_line_for_pipes(built):
     result = run("search", "a photo", "-k", 4, "-f", "--index", built)
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [path for path, _ in _json_hits("a photo", "-k", 4, "--index", built)]
+
+
+def test_status_answers_from_the_database_without_faiss_or_models(built):
+    code = ("import sys\nfrom searchengine.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('LOADED', [m for m in ('torch', 'open_clip', 'faiss') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, "status", "--index", str(built), "--json"],
+                         capture_output=True, text=True, check=True)
+    status, loaded = out.stdout.strip().splitlines()
+    assert loaded == "LOADED []"
+    light = json.loads(status)
+    full = run("search", "x", "--index", built)  # any search reads the FAISS files; status must agree with them
+    assert full.exit_code == 0
+    from searchengine.index import open_index
+
+    with open_index(built) as idx:
+        loaded_status = idx.status().to_dict()
+    assert light["vectors"] == loaded_status["vectors"] == {"image": 3, "audio": 3}
+    assert light["index_bytes"] == loaded_status["index_bytes"] and "Flat" in light["index_type"]

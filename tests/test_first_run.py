@@ -353,20 +353,3 @@ def test_light_commands_load_no_model_library(home, args):
             f"    assert not e.code, e.code\nprint('LOADED', [m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code, *args], env=home, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "LOADED []"
-
-
-COMPLETE = {"_SEARCHENGINE_COMPLETE": "bash_complete", "COMP_WORDS": "searchengine mo", "COMP_CWORD": "1"}
-
-
-@pytest.mark.parametrize("args,extra", [(("--help",), {}), (("models",), {}), (("config",), {}),
-                                        ((), {"_SEARCHENGINE_COMPLETE": "bash_source"}), ((), COMPLETE)])
-def test_light_commands_start_fast(home, args, extra):
-    best = min(_timed(home, args, extra) for _ in range(3))
-    assert best < 1.5, best
-
-
-def _timed(env, args, extra) -> float:
-    started = time.perf_counter()
-    result = run(env, *args, **extra)
-    assert result.returncode == 0 and result.stdout, result.stderr
-    return time.perf_counter() - started

@@ -217,7 +217,7 @@ def status_cmd(index_dir, db, as_json) -> None:
     """Show what an index holds."""
     from ..index import open_index
 
-    with open_index(index_dir, create=False, db=db) as idx:
+    with open_index(index_dir, create=False, db=db, load_vectors=False) as idx:  # the database answers
         status = idx.status()
     emit(status.to_dict(), as_json, format_status(status))
 

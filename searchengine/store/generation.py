@@ -22,6 +22,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,7 +31,9 @@ from ..fileio import atomic_write
 from ..types import VECTOR_STORES, BundleInfo
 from .database import check_url, drop_schemas, generation_schemas, lock_key, schema_exists
 from .metadata import MetadataStore
-from .vectors import VectorStore
+
+if TYPE_CHECKING:
+    from .vectors import VectorStore
 
 DB_FILE = "metadata.sqlite"
 CURRENT_FILE = "CURRENT"
@@ -189,7 +192,9 @@ def discard(folder: Path, backend: Backend | None = None) -> None:
 class Generation:
     """The stores of one folder; the metadata database is the source of truth, FAISS is reconciled to it."""
 
-    def __init__(self, folder: Path, backend: Backend | None = None):
+    def __init__(self, folder: Path, backend: Backend | None = None, load_vectors: bool = True):
+        """load_vectors=False leaves the FAISS files unread (and FAISS unimported) until refresh() or
+        record() needs them: reading status takes only the database."""
         self.folder = folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -199,11 +204,13 @@ class Generation:
         self.vectors: dict[str, VectorStore] = {}
         self.stale = False  # FAISS in memory differs from the files: the next writer saves it
         recorded = self.metadata.bundle()
-        if recorded is not None:
+        if recorded is not None and load_vectors:
             self.open_vectors(recorded.dim)
 
     def open_vectors(self, dim: int) -> None:
         """Load FAISS (an unreadable file starts empty) and reconcile it with SQLite."""
+        from .vectors import VectorStore  # FAISS loads with the first vectors, not with the metadata
+
         self.vectors = {name: VectorStore(self.folder / f"{name}.faiss", dim) for name in VECTOR_STORES}
         for store in self.vectors.values():
             if store.damaged:
@@ -233,6 +240,7 @@ class Generation:
         """Bind an empty generation to its bundle and make its (empty) vector stores."""
         if self.metadata.bundle() is None:
             self.metadata.set_bundle(info)
+        if not self.vectors:  # new, or opened without its vectors
             self.open_vectors(info.dim)
 
     def refresh(self) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import SearchEngineError
 from ..filters import SearchFilters
-from ..types import TRANSCRIPT_STORE, BundleInfo, Skipped
+from ..types import TRANSCRIPT_STORE, VECTOR_STORES, BundleInfo, Skipped
 from . import migrate
 from .database import database_error, label, server_engine, sqlite_engine
 from .models import BundleRecord, Content, MediaFile, SkippedFile
@@ -285,6 +285,15 @@ class MetadataStore:
         ids = np.array([r.id for r in rows], dtype=np.int64)
         vecs = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]) if rows else None
         return ids, vecs
+
+    @_guarded
+    def vector_counts(self) -> dict[str, int]:
+        """Vectors each store holds, as the database knows them (FAISS is reconciled to it on open)."""
+        counts = {}
+        with Session(self.engine) as s:
+            for store in VECTOR_STORES:
+                counts[store] = s.scalar(select(func.count()).select_from(Content).where(*_store_rows(store)[1]))
+        return counts
 
     @_guarded
     def content_ids(self, kind: str) -> set[int]:

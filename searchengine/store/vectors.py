@@ -12,6 +12,7 @@ import faiss
 import numpy as np
 
 from ..fileio import atomic_write
+from ..types import FLAT_INDEX
 
 
 class UnreadableVectors(Exception):
@@ -82,7 +83,7 @@ class VectorStore:
     def description(self) -> str:
         """The index type, for status output."""
         where = "GPU" if self.use_gpu else "CPU"
-        return f"IDMap2,Flat inner product ({where})"
+        return f"{FLAT_INDEX} ({where})"
 
     def ids(self) -> np.ndarray:
         """Every id in the index."""

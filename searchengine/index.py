@@ -233,7 +233,7 @@ class Index:
         digest = query_digest(field, value)
         with self._lock:
             own = self.metadata.content_id(digest, field) if digest and field in options.kinds else None
-            result = search_stores(query, self.vectors, self.metadata, options, own)
+            result = search_stores(query, self.vectors, self.metadata, options, own, typed=field == "text")
             return dataclasses.replace(result, transcript=transcript, query_paths=query_paths(self.metadata, own))
 
     def _refresh(self) -> None:

@@ -121,18 +121,20 @@ class _Candidate:
 
 
 def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: MetadataStore,
-                  options: SearchOptions, query_content: int | None = None) -> SearchResult:
+                  options: SearchOptions, query_content: int | None = None, typed: bool = False) -> SearchResult:
     """One page of hits over the chosen kinds; a content held by several matching paths yields one hit per path.
 
     query_content: the id of the indexed content holding the query's own bytes (of the query's kind),
     left out with `options.exclude_query`, else marked `is_query`.
+    typed: a text query, which also meets recordings through their transcripts' text vectors (a photo
+    or a voice is compared with recordings' own vectors only: that is what the speech encoder learned).
     """
     wanted = options.offset + options.k + 1  # one more than the page, to tell whether more follow
     candidates: list[_Candidate] = []
     for kind in options.kinds:
         candidates += _store_candidates(query, vectors[kind], metadata, kind, options, wanted, query_content)
         transcripts = vectors.get(TRANSCRIPT_STORE)
-        if kind == Kind.AUDIO.value and transcripts is not None and transcripts.count:
+        if typed and kind == Kind.AUDIO.value and transcripts is not None and transcripts.count:
             candidates += _store_candidates(query, transcripts, metadata, kind, options, wanted, query_content)
     candidates = _best_per_content(candidates)
     # An exact copy of the query is the best match there can be: marked, it leads whatever the

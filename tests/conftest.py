@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,18 @@ from media_factory import make_image, tone, write_wav  # tests/ is on sys.path: 
 from tiny_bundle import build_tiny_bundle
 
 
-@pytest.fixture(autouse=True)
-def no_transcripts_unless_asked(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def no_transcripts_unless_asked():
     """Index runs write down recordings when Whisper is installed (it is here): loading it costs seconds
-    a run, so tests ask for transcripts where they check them (test_transcripts.py checks the default)."""
-    monkeypatch.setenv("SEARCHENGINE_TRANSCRIBE", "no")
+    a run, so tests ask for transcripts where they check them (test_transcripts.py checks the default).
+    Session-wide, so module fixtures that index (set up before any function's fixtures) see it too."""
+    previous = os.environ.get("SEARCHENGINE_TRANSCRIBE")
+    os.environ["SEARCHENGINE_TRANSCRIBE"] = "no"
+    yield
+    if previous is None:
+        os.environ.pop("SEARCHENGINE_TRANSCRIBE", None)
+    else:
+        os.environ["SEARCHENGINE_TRANSCRIBE"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,9 @@ class Index:
         if not missing:
             return
         held = self.metadata.file_states()
-        unknown = [root for root in missing if not any(_is_under(path, root) for path in held)]
+        from indexer.walk import under  # the write path's own rule for "inside a root"
+
+        unknown = [root for root in missing if not any(under(path, [root]) for path in held)]
         if unknown:
             raise PathNotFound("no such file or folder: " + ", ".join(unknown))
 
@@ -333,10 +335,6 @@ def _still_on_disk(skipped: list) -> list:
 
     A name that is not UTF-8 is recorded as shown (with U+FFFD): it cannot be looked up, so it stays."""
     return [s for s in skipped if "\ufffd" in s.path or os.path.lexists(s.path)]
-
-
-def _is_under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _db_bytes(db_path: Path | None) -> int:

@@ -43,7 +43,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front, waiting out busy_timeout: a deferred transaction that
+    # reads and then writes fails at once ("database is locked") when another process wrote in between,
+    # which is exactly what two processes creating one new index at the same moment do.
+    immediate = connection.get_execution_options().get("sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def sqlite_engine(db_path: Path) -> Engine:

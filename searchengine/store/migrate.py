@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 
@@ -27,7 +29,9 @@ def upgrade(engine: Engine) -> None:
     """Bring the database to the newest schema, sharing the engine's connection."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
-    with engine.begin() as connection:
+    if _at_head(engine, config):  # the usual open: a read, no write lock (readers never queue behind a writer)
+        return
+    with engine.execution_options(sqlite_immediate=True).begin() as connection:
         if connection.dialect.name == "sqlite":  # PostgreSQL's DDL always ran in one transaction
             _drop_half_made_schema(connection)
         else:
@@ -37,6 +41,13 @@ def upgrade(engine: Engine) -> None:
             command.upgrade(config, "head")
         except CommandError as exc:  # e.g. a schema revision this version does not know (a newer engine's)
             raise IndexStateError(f"cannot migrate the metadata database: {exc}") from exc
+
+
+def _at_head(engine: Engine, config: Config) -> bool:
+    """Whether the database already has the newest schema (then nothing needs a write lock)."""
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
 
 
 def _drop_half_made_schema(connection: Connection) -> None:

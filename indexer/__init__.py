@@ -13,7 +13,7 @@ from searchengine.types import IndexReport, Kind, Progress
 from .pipeline import Pipeline
 from .plan import Plan, StoreView, make_plan
 from .walk import walk
-from .writer import Writer
+from .writer import Writer, commit_rows_for
 
 if TYPE_CHECKING:
     from .distributed import RayOptions
@@ -23,25 +23,28 @@ __all__ = ["index_paths"]
 
 def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle, roots: list[Path],
                 progress: Progress | None = None, batch_size: int = 32, prune: bool = False,
-                ray: RayOptions | None = None, transcribe: bool | None = None) -> IndexReport:
+                ray: RayOptions | None = None, transcribe: bool | None = None,
+                moments_after: float | None = None) -> IndexReport:
     """Bring the stores in line with the media under `roots`; returns what changed.
 
     prune: forget indexed files that are gone from disk anywhere, also under roots not found now.
     ray: decode and encode the new contents on Ray actors (walking, planning and writing stay here).
     transcribe: write down new recordings with Whisper beside a learned speech encoder (None: when
     its weights are installed; the cascade always does).
+    moments_after: recordings longer than this (seconds) are indexed as moments (default: the setting).
     """
     found = walk(roots, progress)
     store = StoreView(metadata.file_states(), metadata.skip_states(), {s.path: s.reason for s in metadata.skipped()},
                       metadata.known_keys)
     plan = make_plan(found, store, prune)
-    writer = Writer(metadata, vectors)
+    writer = Writer(metadata, vectors, commit_rows=commit_rows_for(plan.embed_count))
     links = [FileLink(c.path, digest, c.kind.value, c.size, c.mtime_ns) for c, digest in plan.link]
     writer.write(links=links, removed=plan.removed + plan.forgotten, skips=plan.new_skips)
     metadata.touch([(c.path, c.size, c.mtime_ns) for c in plan.touched])
     has_audio = any(kind == Kind.AUDIO for _, kind in plan.embed)
     whisper = bundle.index_whisper(transcribe) if has_audio else None
-    pipeline = Pipeline(bundle, writer, batch_size, progress=progress, total=plan.embed_count, whisper=whisper)
+    pipeline = Pipeline(bundle, writer, batch_size, progress=progress, total=plan.embed_count, whisper=whisper,
+                        moments_after=moments_after)
     try:
         if ray is None:
             pipeline.run(plan.embed)

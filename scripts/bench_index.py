@@ -3,6 +3,8 @@
     python scripts/bench_index.py FOLDER [--bundle stamp-scenes-small] [--batch-size 32]
 
 Prints one JSON object: files per kind, seconds and files/s for the full run, seconds for the re-run.
+For images/s end to end against decode alone and the model alone (the bundled model and a ViT-B-32
+tower), and against the previous pipeline side by side, see scripts/bench_throughput.py.
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes for rendering and speech synthesis")
     ap.add_argument("--voices", nargs="*", default=[], help="restrict voices: engine names or id globs, e.g. espeak flite 'festival:kal*'")
     ap.add_argument("--train-voices", type=int, default=1, help="voices speaking each train caption (dev/test keep one)")
+    ap.add_argument("--single-share", type=float, default=None, help="share of single-object scenes (default 0.35)")
+    ap.add_argument("--wide-voices", action="store_true",
+                    help="espeak's named variants as voices too, and a random speaking rate and pitch per clip")
+    ap.add_argument("--singles", action="store_true",
+                    help="a single-object gallery: one test scene per object, spoken by held-out voices")
     ap.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "DEV", "TEST"), help="split fractions")
     return ap.parse_args(argv)
 
@@ -40,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = BuildConfig(
         out=a.out, seed=a.seed, scenes=a.scenes, objects=a.objects, object_seed=a.object_seed,
         captions_per_image=a.captions_per_image, size=a.size, jobs=a.jobs, voices=tuple(a.voices),
-        train_voices=a.train_voices, fractions=tuple(a.fractions),
+        train_voices=a.train_voices, fractions=tuple(a.fractions), single_share=a.single_share,
+        wide_voices=a.wide_voices, singles=a.singles,
     )
     try:
         summary = build(cfg, log=lambda msg: print(f"[stampscenes] {msg}", file=sys.stderr, flush=True))

@@ -15,10 +15,11 @@ for arg in "$@"; do
 done
 
 # Speech synthesis (test media), stamp images and backgrounds (stamp-scenes world), Chromium (browser test),
-# PostgreSQL's server binaries (the tests start and stop their own server; see tests/pg_server.py).
+# PostgreSQL's server binaries (the tests start and stop their own server; see tests/pg_server.py),
+# PortAudio and a PulseAudio server with its tools (`search --record`; tests/test_record.py starts its own server).
 DEBIAN_PACKAGES=(espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite sox
                  tuxpaint-stamps-default mate-backgrounds plasma-workspace-wallpapers chromium chromium-driver
-                 postgresql)
+                 postgresql libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins)
 
 install_debian_packages() {
   local missing=()

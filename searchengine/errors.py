@@ -61,6 +61,10 @@ class ClusterError(SearchEngineError):
     """Ray is missing, cannot be started or joined, or its workers died more often than a batch is retried."""
 
 
+class RecordingError(SearchEngineError):
+    """No microphone to record from (no input device, no sound server), or it failed while recording."""
+
+
 class QueryError(ArgumentError):
     """A search request is malformed (no query, several queries, bad kind or k)."""
 

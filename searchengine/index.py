@@ -17,13 +17,15 @@ from .errors import ArgumentError, IndexStateError, PathNotFound, SearchEngineEr
 from .store.database import advisory_lock, schema_exists
 from .store.generation import (Backend, Generation, backend_for, discard, live_folder, next_folder, publish,
                                remove_stale)
+from .store.growth import check_index_type
 from .store.metadata import MetadataStore
-from .types import FLAT_INDEX, TRANSCRIPT_STORE, IndexReport, IndexStatus, Kind, Progress, SearchResult
+from .types import MOMENT_STORE, TRANSCRIPT_STORE, IndexReport, IndexStatus, Kind, Progress, SearchResult
 
 if TYPE_CHECKING:
     from .store.vectors import VectorStore  # FAISS loads with the first vectors, not with this module
 
 INDEX_ENV = settings.SETTINGS["index"].env
+OPTIONAL_STORES = (TRANSCRIPT_STORE, MOMENT_STORE)  # status lists them only when they hold vectors
 DB_ENV = settings.SETTINGS["db"].env
 
 
@@ -34,7 +36,7 @@ def default_index_dir() -> Path:
 
 def open_index(path: str | Path | None = None, bundle=None, *, device: str | None = None, rebuild: bool = False,
                clip_weights: str | None = None, whisper_model: str | None = None, create: bool = True,
-               db: str | None = None, load_vectors: bool = True) -> "Index":
+               db: str | None = None, load_vectors: bool = True, precision: str | None = None) -> "Index":
     """Open (or create) the index at `path`. Opening never loads a model: the first index or search does.
 
     Every argument left out comes from the settings (environment, then the config file; see
@@ -53,6 +55,8 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
             default the db setting, else SQLite in the index directory. FAISS files stay in `path`.
         load_vectors: False opens the database only (no FAISS): status() answers from it at once, and
             the first search or index run reads the vector files.
+        precision: the encoders' arithmetic, fp32, bf16 or int8 (bundles/precision.py); default the
+            precision setting, else bf16 on CUDA and fp32 on the CPU.
 
     A new index is created only when its bundle's weights are here (or can be fetched, for a bundle
     named on purpose): otherwise WeightsMissing says what is missing, and nothing is written.
@@ -70,7 +74,7 @@ def open_index(path: str | Path | None = None, bundle=None, *, device: str | Non
         if path.is_dir() or not path.exists():  # anything else is refused by the store, with its own message
             check_first_bundle(bundle, clip_weights, whisper_model)
     load_kwargs = {"device": settings.value("device", device), "clip_weights": clip_weights,
-                   "whisper_model": whisper_model}
+                   "whisper_model": whisper_model, "precision": settings.value("precision", precision)}
     return Index(path, bundle, rebuild=rebuild, db=db, load_vectors=load_vectors, **load_kwargs)
 
 
@@ -122,7 +126,8 @@ class Index:
 
     # --- writing --------------------------------------------------------------
     def index(self, paths, *, progress: Progress | None = None, batch_size: int = 32,
-              prune: bool = False, ray=None, transcribe: bool | None = None) -> IndexReport:
+              prune: bool = False, ray=None, transcribe: bool | None = None,
+              moments_after: float | None = None, index_type: str | None = None) -> IndexReport:
         """Index (or re-index incrementally) the media under `paths`; `progress` gets ProgressEvents.
 
         prune: also forget indexed files whose folder was not found (an unplugged drive keeps its
@@ -132,10 +137,18 @@ class Index:
         still walks, plans and writes, so the index is the same as a local run's.
         transcribe: also write down recordings with Whisper when the bundle's speech encoder is a
         learned one (None: when the Whisper weights are installed; the cascade always transcribes).
+        moments_after: recordings longer than this many seconds are indexed as moments, speech regions
+        found and embedded on their own (default: the moments_after setting, else 25; searchengine/moments.py).
+        index_type: the vector index the stores grow into: "auto" (exact, then IVF-SQ8 from 50,000
+        vectors; store/growth.py), "flat" or "ivf"; default the index_type setting, else auto.
         """
+        from .moments import moments_after as threshold
+
         roots = _as_paths(paths)
         options = {"progress": progress, "batch_size": batch_size, "prune": prune,
-                   "ray": _ray_options(ray, self._load_kwargs), "transcribe": settings.switch("transcribe", transcribe)}
+                   "ray": _ray_options(ray, self._load_kwargs), "transcribe": settings.switch("transcribe", transcribe),
+                   "moments_after": threshold(moments_after),
+                   "index_type": check_index_type(settings.value("index_type", index_type))}
         self._check_roots(roots)
         if self._rebuild_ref is not None:
             return self._rebuild(roots, **options)
@@ -211,7 +224,7 @@ class Index:
     # --- reading --------------------------------------------------------------
     def search(self, *, audio=None, image=None, text: str | None = None, kind: str | Kind = "any", k: int = 10,
                offset: int = 0, min_score: float | None = None, under=None, since=None, until=None, types=None,
-               exclude_query: bool = False) -> SearchResult:
+               exclude_query: bool = False, moments: bool = False) -> SearchResult:
         """Hits best first for one query (a path, bytes, PIL image or waveform, or text), and what was heard.
 
         Hits are ranked by their calibrated score (comparable across images and recordings; `cosine`
@@ -220,13 +233,15 @@ class Index:
         dates (YYYY-MM-DD, a whole day), ISO timestamps or datetimes bounding when a photo was taken
         (else the file's mtime); types: file types ("jpg", "wav"). A query file that is itself indexed
         is marked `is_query`, or left out with `exclude_query`; `query_paths` names its copies.
-        `transcript` is set when the bundle transcribes a spoken query (the cascade).
+        `transcript` is set when the bundle transcribes a spoken query (the cascade). A recording's hit
+        carries the `start` and `end` (seconds) of its best matching moment; `moments` lists every
+        matching moment of a recording instead.
         """
         from .search import encode_query, one_query, query_digest, query_paths, search_options, search_stores
 
         field, value = one_query(audio=audio, image=image, text=text)
         options = search_options(kind, k, offset, min_score, exclude_query, under=under, since=since, until=until,
-                                 types=types)
+                                 types=types, moments=moments)
         with self._lock:
             self._refresh()
         if not self.vectors:
@@ -252,15 +267,13 @@ class Index:
     def status(self) -> IndexStatus:
         """Counts per kind, bundle, index type and size, skipped files and warnings."""
         stores, bundle = self.vectors, self.metadata.bundle()
-        if stores:
-            counts, index_type = {k: s.count for k, s in stores.items()}, next(iter(stores.values())).description
-        else:  # opened without its vectors: the database knows the counts, and every store is flat
-            counts, index_type = self.metadata.vector_counts(), FLAT_INDEX if bundle else "none (empty index)"
+        counts = {k: s.count for k, s in stores.items()} if stores else self.metadata.vector_counts()
+        index_type = self.gen.describe_index() if bundle else "none (empty index)"
         return IndexStatus(
             path=str(self.path), bundle=bundle, files=self.metadata.file_counts(),
-            vectors={k: n for k, n in counts.items() if k != TRANSCRIPT_STORE or n} if bundle else {},
+            vectors={k: n for k, n in counts.items() if k not in OPTIONAL_STORES or n} if bundle else {},
             index_type=index_type,
-            index_bytes=sum(p.stat().st_size for p in self.gen.folder.glob("*.faiss")) + _db_bytes(self.metadata.path),
+            index_bytes=self.gen.file_bytes() + _db_bytes(self.metadata.path),
             skipped=_still_on_disk(self.metadata.skipped()), warnings=self.metadata.warnings(), rebuild=self._pending_rebuild())
 
     def _pending_rebuild(self) -> dict | None:
@@ -298,6 +311,7 @@ def _fill(gen: Generation, bundle, roots: list[Path], **options) -> IndexReport:
     from indexer import index_paths  # the write path builds on this package, not the reverse
 
     gen.record(bundle.info)
+    gen.set_index_type(options.pop("index_type", "auto"))
     gen.save_if_stale()
     return index_paths(gen.metadata, gen.vectors, bundle, roots, **options)
 

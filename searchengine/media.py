@@ -341,3 +341,26 @@ def _short(exc: BaseException) -> str:
     """One line of an exception, for skip reasons people read."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+# Lossy codecs a browser or phone records with, and the container each travels in.
+LOSSY_CODECS = {"opus": ("libopus", "ogg"), "mp3": ("libmp3lame", "mp3")}
+
+
+def encode_audio(samples: np.ndarray, codec: str = "opus", bitrate: int = 24000) -> bytes:
+    """16 kHz mono float32 samples compressed as a browser (Opus in Ogg) or a phone (MP3) would send them.
+
+    For robustness training and tests: `load_audio(encode_audio(x))` is x after a lossy round trip.
+    """
+    if codec not in LOSSY_CODECS:
+        raise UnsupportedMedia(f"cannot encode {codec!r}; known: {', '.join(LOSSY_CODECS)}")
+    encoder, container_format = LOSSY_CODECS[codec]
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container_format) as container:
+        stream = container.add_stream(encoder, rate=SAMPLE_RATE, layout="mono")
+        stream.bit_rate = int(bitrate)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32)[None, :], format="flt", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return buffer.getvalue()

@@ -5,6 +5,10 @@ matching the filters holds, through a FAISS id selector), every candidate gets i
 (searchengine/calibrate.py) so images and recordings compare fairly, the union is sorted by it,
 each content becomes one hit per matching path, hits under `min_score` go, and the page
 [offset, offset + k) is returned, with whether more follow.
+
+Recordings: a long one is searched by its moments (the "moment" store, searchengine/moments.py)
+instead of its whole-file vectors, which hear only its beginning; a short one is one moment, its
+whole length. A recording's hit is its best moment, or (options.moments) every moment that ranks.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import numpy as np
 from .calibrate import SAMPLE_SIZE, calibrated_scores
 from .errors import QueryError
 from .filters import SearchFilters, make_filters
+from .store.metadata import file_conditions
 from .media import AudioSource, ImageSource, load_audio, load_image
 from .store.metadata import MetadataStore
 from .store.vectors import VectorStore
-from .types import TRANSCRIPT_STORE, Hit, Kind, SearchResult, kinds_for
+from .types import MOMENT_STORE, TRANSCRIPT_STORE, Hit, Kind, SearchResult, kinds_for
 
 QUERY_FIELDS = ("audio", "image", "text")
 
@@ -37,15 +42,18 @@ class SearchOptions:
     min_score: float | None = None
     filters: SearchFilters = field(default_factory=SearchFilters)
     exclude_query: bool = False
+    moments: bool = False  # every matching moment of a recording, not only its best
 
 
 def search_options(kind="any", k=10, offset=0, min_score=None, exclude_query=False, under=None, since=None,
-                   until=None, types=None) -> SearchOptions:
+                   until=None, types=None, moments=False) -> SearchOptions:
     """Checked SearchOptions from a search call's arguments; QueryError for anything unusable."""
     if not isinstance(exclude_query, bool):
         raise QueryError(f"exclude_query must be True or False, not {exclude_query!r}")
+    if not isinstance(moments, bool):
+        raise QueryError(f"moments must be True or False, not {moments!r}")
     return SearchOptions(tuple(kinds_for(kind)), check_k(k), _check_offset(offset), _check_min_score(min_score),
-                         make_filters(under=under, since=since, until=until, types=types), exclude_query)
+                         make_filters(under=under, since=since, until=until, types=types), exclude_query, moments)
 
 
 def one_query(**given) -> tuple[str, object]:
@@ -118,6 +126,7 @@ class _Candidate:
     score: float
     cosine: float
     content_id: int
+    moment: int | None = None  # the moment id, when found through the moment store
 
 
 def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: MetadataStore,
@@ -131,37 +140,85 @@ def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: 
     """
     wanted = options.offset + options.k + 1  # one more than the page, to tell whether more follow
     candidates: list[_Candidate] = []
+    moment_store = vectors.get(MOMENT_STORE)
+    split = metadata.moments.split_count() if moment_store is not None and moment_store.count else 0
     for kind in options.kinds:
-        candidates += _store_candidates(query, vectors[kind], metadata, kind, options, wanted, query_content)
+        # Whole-file vectors of long recordings are passed over (their moments stand for them): fetch as many more.
+        extra = split if kind == Kind.AUDIO.value else 0
+        candidates += _store_candidates(query, vectors[kind], metadata, kind, options, wanted + extra, query_content)
         transcripts = vectors.get(TRANSCRIPT_STORE)
         if typed and kind == Kind.AUDIO.value and transcripts is not None and transcripts.count:
-            candidates += _store_candidates(query, transcripts, metadata, kind, options, wanted, query_content)
-    candidates = _best_per_content(candidates)
+            candidates += _store_candidates(query, transcripts, metadata, kind, options, wanted + extra, query_content)
+        if kind == Kind.AUDIO.value and split:
+            candidates = _without_split_wholes(candidates, metadata)
+            candidates += _moment_candidates(query, moment_store, metadata, options, wanted, query_content)
+    candidates = _best_per_content(candidates, options.moments)
     # An exact copy of the query is the best match there can be: marked, it leads whatever the
     # calibration of a store too small to measure says.
     candidates.sort(key=lambda c: (c.content_id != query_content, -c.score))
     contents = metadata.lookup([c.content_id for c in candidates], options.filters)
+    moments = metadata.moments.lookup([c.moment for c in candidates if c.moment is not None])
     hits: list[Hit] = []
     for cand in candidates:
         content = contents.get(cand.content_id)  # absent when removed after the vectors were loaded
         if content is None or (options.min_score is not None and cand.score < options.min_score):
             continue
         is_query = True if cand.content_id == query_content else None
+        start, end, said = _span(content, moments.get(cand.moment) if cand.moment is not None else None)
         hits.extend(Hit(stored.id, stored.path, content.kind, cand.score, cosine=cand.cosine,
-                        transcript=content.transcript, width=content.width, height=content.height,
-                        duration=content.duration, time=stored.time, is_query=is_query) for stored in content.paths)
+                        transcript=said, width=content.width, height=content.height,
+                        duration=content.duration, time=stored.time, is_query=is_query, start=start, end=end)
+                    for stored in content.paths)
     end = options.offset + options.k
     return SearchResult(hits[options.offset:end], offset=options.offset, more=len(hits) > end)
 
 
-def _best_per_content(candidates: list[_Candidate]) -> list[_Candidate]:
-    """One candidate per content, its best: a recording found by its speech and by its transcript counts once."""
-    best: dict[int, _Candidate] = {}
+def _span(content, moment) -> tuple[float | None, float | None, str | None]:
+    """(start, end, transcript) of a hit: its moment's, a short recording's whole length, nothing for images."""
+    if moment is not None:
+        return moment.start, moment.end, moment.text or content.transcript
+    if content.kind != Kind.AUDIO.value:
+        return None, None, content.transcript
+    return 0.0, content.duration, content.transcript
+
+
+def _best_per_content(candidates: list[_Candidate], every_moment: bool = False) -> list[_Candidate]:
+    """One candidate per content, its best: a recording found by its speech and by its transcript counts once,
+    and a long one by its best moment (every_moment: one per moment)."""
+    best: dict[tuple, _Candidate] = {}
     for cand in candidates:
-        held = best.get(cand.content_id)
+        key = (cand.content_id, cand.moment if every_moment else None)
+        held = best.get(key)
         if held is None or (cand.score, cand.cosine) > (held.score, held.cosine):  # stores too small to calibrate tie
-            best[cand.content_id] = cand
+            best[key] = cand
     return list(best.values())
+
+
+def _without_split_wholes(candidates: list[_Candidate], metadata: MetadataStore) -> list[_Candidate]:
+    """Leave out whole-file candidates of recordings that have moments (their moments are searched instead)."""
+    split = metadata.moments.split_contents([c.content_id for c in candidates if c.moment is None])
+    return [c for c in candidates if c.moment is not None or c.content_id not in split]
+
+
+def _moment_candidates(query: np.ndarray, store: VectorStore, metadata: MetadataStore, options: SearchOptions,
+                       wanted: int, query_content: int | None) -> list[_Candidate]:
+    """The best moments of the recordings the filters allow: enough to reach `wanted` recordings when
+    each may have many, with calibrated scores over the moment store."""
+    among = metadata.moments.matching(file_conditions(options.filters)) if options.filters else None
+    own = {m.id for m in metadata.moments.of_content(query_content)} if query_content is not None else set()
+    leave_out = own if options.exclude_query else set()
+    if among is not None and leave_out:
+        among = among[~np.isin(among, list(leave_out))]
+    per_recording = 1 if options.moments else max(1, metadata.moments.most_per_content())
+    cosines, ids = store.search(query, wanted * per_recording + len(leave_out), among)
+    keep = (ids[0] >= 0) & ~np.isin(ids[0], list(leave_out))
+    cosines, ids = cosines[0][keep], ids[0][keep]
+    sample_ids, sample = store.sample(SAMPLE_SIZE)
+    typical = ~np.isin(sample_ids, list(own))  # the query's own moments are no typical moments
+    scores = calibrated_scores(cosines, ids, sample[typical] @ query[0], sample_ids[typical], store.count)
+    found = metadata.moments.lookup(ids.tolist())
+    return [_Candidate(float(s), float(c), found[int(i)].content_id, int(i))
+            for s, c, i in zip(scores, cosines, ids) if int(i) in found]
 
 
 def _store_candidates(query: np.ndarray, store: VectorStore, metadata: MetadataStore, kind: str,

@@ -42,6 +42,13 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
     Setting("db", "SEARCHENGINE_DB", "PostgreSQL URL for the metadata"),
     Setting("transcribe", "SEARCHENGINE_TRANSCRIBE",
             "write down recordings at index time beside a learned speech encoder: auto, yes or no"),
+    Setting("moments_after", "SEARCHENGINE_MOMENTS_AFTER",
+            "recordings longer than this many seconds are indexed as moments (speech regions); default 25"),
+    Setting("index_type", "SEARCHENGINE_INDEX_TYPE",
+            "vector index of index runs: auto (exact, then IVF-SQ8 from 50,000 vectors), flat or ivf"),
+    Setting("precision", "SEARCHENGINE_PRECISION",
+            "arithmetic of the encoders: auto (bf16 on CUDA, fp32 on a CPU), fp32, bf16 or int8 (CPU)"),
+    Setting("threads", "SEARCHENGINE_THREADS", "cores a command may use (torch, FAISS, decoding): auto or a number"),
 )}
 SWITCH_VALUES = {"auto": None, "yes": True, "true": True, "1": True, "on": True,
                  "no": False, "false": False, "0": False, "off": False}

@@ -22,7 +22,9 @@ class Kind(str, enum.Enum):
 # The FAISS stores of an index: one per kind, and the text vectors of recordings' transcripts (made
 # beside a learned speech encoder, so typed words reach recordings through the text tower too).
 TRANSCRIPT_STORE = "transcript"
-VECTOR_STORES = (Kind.IMAGE.value, Kind.AUDIO.value, TRANSCRIPT_STORE)
+# The moments of long recordings (searchengine/moments.py): ids are moment ids, not content ids.
+MOMENT_STORE = "moment"
+VECTOR_STORES = (Kind.IMAGE.value, Kind.AUDIO.value, TRANSCRIPT_STORE, MOMENT_STORE)
 
 # What every vector store is today: exact inner-product search over id-mapped vectors.
 FLAT_INDEX = "IDMap2,Flat inner product"
@@ -55,6 +57,8 @@ class Hit:
     time: the file's time date filters use (POSIX seconds): when the photo was taken (EXIF), else
         when the file was last modified.
     is_query: True when the file holds exactly the query's bytes (the query itself is indexed).
+    start, end: for recordings, the moment that matched (seconds from the file's start); a short
+        recording is one moment covering the whole file. None for images.
     """
 
     id: int
@@ -68,6 +72,8 @@ class Hit:
     duration: float | None = None
     time: float | None = None
     is_query: bool | None = None
+    start: float | None = None
+    end: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (None fields dropped)."""

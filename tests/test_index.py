@@ -224,16 +224,16 @@ def test_crash_before_faiss_save_is_reconciled(index_dir, tiny_bundle, media_dir
 def test_crash_mid_run_resumes_on_next_run(index_dir, tiny_bundle, media_dir, monkeypatch):
     from searchengine.bundles.bundle import Bundle
 
-    real = Bundle.encode_images
+    real = Bundle.encode_pixels
     calls = {"n": 0}
 
-    def flaky(self, images):
+    def flaky(self, pixels):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # the process dies after the first batch was committed
-        return real(self, images)
+        return real(self, pixels)
 
-    monkeypatch.setattr(Bundle, "encode_images", flaky)
+    monkeypatch.setattr(Bundle, "encode_pixels", flaky)
     with open_index(index_dir, tiny_bundle) as index, pytest.raises(KeyboardInterrupt):
         index.index([media_dir], batch_size=1)
     monkeypatch.undo()
@@ -302,14 +302,17 @@ def test_encoder_failure_skips_only_the_culprit(index_dir, tiny_bundle, media_di
     from searchengine.bundles.bundle import Bundle
 
     make_image(media_dir / "photos" / "odd.png", 7, size=(13, 7))
-    real = Bundle.encode_images
+    real = Bundle.encode_pixels
+    odd = {}
 
-    def picky(self, images):
-        if any(img.size == (13, 7) for img in images):
+    def picky(self, pixels):  # images reach the tower prepared: the culprit is known by its pixels
+        if "pixels" not in odd:
+            odd["pixels"] = self.prepare_image(load_image(media_dir / "photos" / "odd.png", min_side=self.image_size))
+        if any(np.array_equal(p, odd["pixels"]) for p in pixels):
             raise ValueError("cannot embed this one")
-        return real(self, images)
+        return real(self, pixels)
 
-    monkeypatch.setattr(Bundle, "encode_images", picky)
+    monkeypatch.setattr(Bundle, "encode_pixels", picky)
     with open_index(index_dir, tiny_bundle) as index:
         report = index.index([media_dir])
         assert [s.path.rsplit("/", 1)[1] for s in report.skipped] == ["odd.png"]

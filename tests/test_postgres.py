@@ -48,11 +48,12 @@ def assert_intact(index_dir, url, media_dir, bundle_name="tiny"):
 
 
 def test_only_vectors_live_in_the_folder_and_status_counts_them(built, postgres_url):
-    assert sorted(p.name for p in built.iterdir()) == ["SCHEMA", "audio.faiss", "image.faiss", "transcript.faiss"]
+    assert sorted(p.name for p in built.iterdir() if not p.name.endswith(".faiss.log")) == [
+        "SCHEMA", "audio.faiss", "image.faiss", "moment.faiss", "transcript.faiss"]  # each base beside its change log
     assert schemas(postgres_url, prefix_of(built)) == [prefix_of(built) + "_g0"]
     with open_index(built, db=postgres_url) as index:
         status = index.status()
-    assert status.index_bytes == sum(p.stat().st_size for p in built.glob("*.faiss"))
+    assert status.index_bytes == sum(p.stat().st_size for p in built.glob("*.faiss*"))
 
 
 def test_a_rebuild_publishes_a_new_generation_and_drops_the_old_schema(built, postgres_url, media_dir,
@@ -83,8 +84,9 @@ def test_a_rebuild_publishes_a_new_generation_and_drops_the_old_schema(built, po
     assert_intact(built, postgres_url, media_dir, "other")
     assert (built / "CURRENT").read_text().strip() == "gen-1"
     assert schemas(postgres_url, prefix) == [f"{prefix}_g1"]  # the old generation's schema is gone
-    assert not list(built.glob("*.faiss")) and sorted(p.name for p in (built / "gen-1").iterdir()) == [
-        "audio.faiss", "image.faiss", "transcript.faiss"]
+    assert not list(built.glob("*.faiss*")) and sorted(p.name for p in (built / "gen-1").iterdir()
+                                                      if not p.name.endswith(".faiss.log")) == [
+        "audio.faiss", "image.faiss", "moment.faiss", "transcript.faiss"]
 
 
 def test_a_crash_before_the_faiss_save_is_reconciled_from_the_server(index_dir, tiny_bundle, media_dir,

@@ -250,12 +250,20 @@ def test_partial_recordings_are_indexed_with_a_warning(index_dir, tiny_bundle, t
     whole = write_wav(media / "cut.wav", tone(3, 2.0)).read_bytes()
     (media / "cut.wav").write_bytes(whole[: len(whole) // 2])
     with open_index(index_dir, tiny_bundle) as index:
-        report = index.index([media])
+        # moments only after 60 s: the 40-s recording is one vector that hears its first 30 s
+        report = index.index([media], moments_after=60)
         assert report.embedded == 3 and not report.skipped
         warned = names(index.status().warnings)
     assert names(report.warnings) == warned
     assert "first 30 s of this 40-s recording" in warned["long.wav"]
     assert "truncated" in warned["cut.wav"] and "too short" in warned[one.name]
+
+
+def test_a_recording_split_into_moments_is_searchable_whole_without_a_warning(index_dir, tiny_bundle, tmp_path):
+    write_wav(tmp_path / "m" / "long.wav", tone(1, 40.0))
+    with open_index(index_dir, tiny_bundle) as index:
+        report = index.index([tmp_path / "m"], moments_after=25)
+        assert report.embedded == 1 and not report.warnings and not index.status().warnings
 
 
 # ------------------------------------------------------------------ 7. unplugged drives

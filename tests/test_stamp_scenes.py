@@ -361,3 +361,4 @@ def test_heldout_manifest_must_sit_beside_the_world_media(tmp_path: Path) -> Non
     _write_manifest(world / "manifest.jsonl", [_record("0", ["hen"], "test")])
     with pytest.raises(ValueError, match="world's folder"):
         heldout.write_heldout_manifest(world, [], tmp_path / "elsewhere.jsonl")
+

@@ -78,7 +78,7 @@ def test_schema_comes_from_alembic_in_wal_mode(tmp_path):
     con = sqlite3.connect(tmp_path / "m.sqlite")
     tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
     assert {"contents", "files", "skipped", "bundle_info", "alembic_version"} <= tables
-    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0004"
+    assert con.execute("select version_num from alembic_version").fetchone()[0] == "0005"
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
     MetadataStore(tmp_path / "m.sqlite").close()  # reopening at head is a no-op
 
@@ -103,7 +103,7 @@ def test_schema_comes_from_alembic_in_its_own_postgresql_schema(postgres_url):
         types = dict(con.execute(text("select column_name, data_type from information_schema.columns where "
                                       "table_schema = 'searchengine_schema_g0' and table_name = 'files'")).all())
     engine.dispose()
-    assert version == "0004" and types["mtime_ns"] == types["size"] == "bigint"
+    assert version == "0005" and types["mtime_ns"] == types["size"] == "bigint"
 
 
 def test_large_sizes_and_nanosecond_mtimes_round_trip(tmp_path, db):

@@ -307,3 +307,93 @@ def test_an_ensemble_trains_every_head(trained, world, tmp_path):
     assert "speech_to_image_R@1" in report.dev
     encoder = load_bundle(tmp_path / "both", device="cpu").speech.encoder
     assert [type(pool).__name__ for pool, _ in encoder.heads] == ["AttentionPool", "TextTowerPool"]
+
+
+# ----------------------------------------------------------------------------- pruned token table
+
+
+def test_trained_bundle_keeps_only_the_caption_tokens_and_maps_others_to_unk(trained, world):
+    out, _, _ = trained
+    config = json.loads((out / "bundle.json").read_text())["clip"]["model_cfg"]
+    kept = config["token_ids"]
+    # The six colour captions use a handful of tokens: padding, <unk>, the words, start and end.
+    assert config["text_cfg"]["vocab_size"] == len(kept) < 20 and kept[1] == -1 and kept[-1] == 49407
+    state = torch.load(out / "clip.pt", weights_only=True)
+    assert state["token_embedding.weight"].shape[0] == len(kept)
+    bundle = load_bundle(out, device="cpu")
+    tokenizer = bundle.towers.tokenizer
+    row = tokenizer(["a red square"])[0]
+    assert int(row.argmax()) == 4 and int(row[4]) == tokenizer.eot_token_id == len(kept) - 1  # pooled at the end token
+    assert tokenizer.encode("a zebra square")[1] == tokenizer.unk_token_id  # a word no caption used
+    # The train captions embed as before pruning: the checkpoint's towers (pruned too) agree with the bundle.
+    seen = bundle.encode_texts(["a red square", "a green square"])
+    assert np.allclose(seen, bundle.towers.encode_texts(["a red square", "a green square"]))
+    assert np.allclose(bundle.encode_texts(["a zebra square"]), bundle.encode_texts(["a lion square"]))  # both <unk>
+
+
+def test_pruning_keeps_the_embeddings_of_kept_tokens(world):
+    from searchengine.bundles import clip
+
+    towers = clip.build_custom(TINY_CLIP, "cpu")
+    texts = ["a red square", "two blue squares"]
+    before = towers.encode_texts(texts)
+    pruned, cfg = clip.prune_token_table(towers, TINY_CLIP, texts)
+    assert np.allclose(pruned.encode_texts(texts), before, atol=1e-5)
+    assert cfg["text_cfg"]["vocab_size"] == len(cfg["token_ids"]) and TINY_CLIP["text_cfg"]["vocab_size"] == 49408
+    rebuilt = clip.build_custom(cfg, "cpu")  # what loading a bundle does: the config alone restores the tokenizer
+    rebuilt.model.load_state_dict(pruned.model.state_dict())
+    assert np.allclose(rebuilt.encode_texts(texts), before, atol=1e-5)
+    assert np.allclose(rebuilt.encode_texts(["a zebra square"]), rebuilt.encode_texts(["a lion square"]))  # both <unk>
+
+
+def test_unpruned_training_keeps_the_full_table(world, tmp_path):
+    train_bundle(world, tmp_path / "full", config=_config(prune_tokens=False, speech_epochs=0), seed=0)
+    config = json.loads((tmp_path / "full" / "bundle.json").read_text())["clip"]["model_cfg"]
+    assert "token_ids" not in config and config["text_cfg"]["vocab_size"] == 49408
+
+
+def test_features_cached_beforehand_are_reused_by_the_speech_run(world, tmp_path):
+    from searchengine.training.loop import cache_speech_features
+
+    out = tmp_path / "run"
+    result = cache_speech_features(world, out, config=_config(augment="capture"), seed=0)
+    assert result["rows"] == {"train": 16, "dev": 2}  # 8 train clips as recorded + 1 capture-like copy each
+    cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
+    assert len(cached) == 3 and not (out / "checkpoint.pt").exists()
+    events: list[ProgressEvent] = []
+    train_bundle(world, out, config=_config(augment="capture"), seed=0, progress=events.append)
+    assert not [e for e in events if e.stage == "features"]  # nothing extracted again
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()} == cached
+    basic = tmp_path / "basic"
+    cache_speech_features(world, basic, config=_config(), seed=0)  # another augmentation: other copies
+    assert {p.name for p in (basic / "cache").iterdir()} != set(cached)
+
+
+def test_augment_first_replaces_a_share_of_the_recorded_clips(world, tmp_path):
+    from searchengine.training.loop import cache_speech_features
+
+    plain, mixed = tmp_path / "plain", tmp_path / "mixed"
+    cache_speech_features(world, plain, config=_config(augment_copies=0), seed=0)
+    cache_speech_features(world, mixed, config=_config(augment_copies=0, augment="capture", augment_first=0.5), seed=0)
+    bank = {}
+    for name, out in (("plain", plain), ("mixed", mixed)):
+        (train,) = [p for p in (out / "cache").iterdir() if "-train-" in p.name]
+        bank[name] = torch.load(train, weights_only=True)
+    same = [torch.equal(a, b) for a, b in zip(_rows(bank["plain"]), _rows(bank["mixed"]))]
+    assert len(same) == 8 and 0 < sum(same) < 8  # some clips as recorded, some augmented
+
+
+def _rows(bank: dict) -> list[torch.Tensor]:
+    return [bank["flat"][o:o + n] for o, n in zip(bank["offsets"].tolist(), bank["lengths"].tolist())]
+
+
+def test_towers_can_start_from_another_bundle(trained, world, tmp_path):
+    out, _, _ = trained  # its token table is pruned: the start spreads it back over the full table
+    train_bundle(world, tmp_path / "warm", config=_config(tower_epochs=0, speech_epochs=0, init_from=str(out)), seed=0)
+    train_bundle(world, tmp_path / "cold", config=_config(tower_epochs=0, speech_epochs=0), seed=0)
+    texts = ["a red square", "a blue square", "a zebra"]
+    source = load_bundle(out, device="cpu").encode_texts(texts)
+    assert np.allclose(load_bundle(tmp_path / "warm", device="cpu").encode_texts(texts), source, atol=2e-3)  # fp16 on disk
+    assert not np.allclose(load_bundle(tmp_path / "cold", device="cpu").encode_texts(texts), source, atol=0.05)
+    with pytest.raises(TrainingError):
+        train_bundle(world, tmp_path / "bad", config=_config(init_from=str(tmp_path / "nowhere")), seed=0)

@@ -14,7 +14,7 @@ from . import splits
 from .backgrounds import list_backgrounds
 from .compose import save_scene
 from .objects import STAMPS_ROOT, StampObject, discover_objects, select_objects
-from .scenes import ScenePlan, plan_world
+from .scenes import ScenePlan, plan_singles, plan_world
 from .voices import Voice, all_voices, filter_voices, installed, synthesize, voice_pools
 
 MANIFEST = "manifest.jsonl"
@@ -35,6 +35,9 @@ class BuildConfig:
     jobs: int = 2
     voices: tuple[str, ...] = ()
     train_voices: int = 1
+    single_share: float | None = None  # share of single-object scenes (default: scenes.INSTANCE_WEIGHTS)
+    wide_voices: bool = False  # espeak's named variants too, and a speaking rate and pitch per clip
+    singles: bool = False  # one single-object test scene per object instead (scenes is ignored)
     fractions: tuple[float, float, float] = splits.DEFAULT_FRACTIONS
 
 
@@ -60,7 +63,7 @@ def render_task(args: tuple[ScenePlan, int, str, dict[str, Voice]]) -> SceneTimi
         if (Path(out) / clip.audio).exists():
             continue
         voice, t0 = voices[clip.voice], time.perf_counter()
-        synthesize(voice, clip.text, Path(out) / clip.audio)
+        synthesize(voice, clip.text, Path(out) / clip.audio, clip.rate, clip.pitch)
         timing.tts_s.append((voice.engine, time.perf_counter() - t0))
     return timing
 
@@ -69,9 +72,14 @@ def manifest_lines(plans: list[ScenePlan]) -> list[dict]:
     """One manifest record per spoken caption, in scene then caption order."""
     return [
         {"image": p.image, "audio": c.audio, "text": c.text, "voice": c.voice, "split": p.split,
-         "objects": p.object_ids, "background": p.background.id}
+         "objects": p.object_ids, "background": p.background.id, **_prosody_fields(c)}
         for p in plans for c in p.clips
     ]
+
+
+def _prosody_fields(clip) -> dict:
+    """rate / pitch of a clip, only when it has them (older worlds' manifests stay as they were)."""
+    return {"rate": clip.rate, "pitch": clip.pitch} if clip.rate != 1.0 or clip.pitch else {}
 
 
 def write_manifest(plans: list[ScenePlan], out: Path) -> Path:
@@ -121,12 +129,15 @@ def prepare(cfg: BuildConfig) -> tuple[list[StampObject], list[Voice], list[Scen
     if cfg.train_voices < 1:
         raise ValueError("--train-voices must be at least 1")
     objs = select_objects(discover_objects(), cfg.objects, cfg.object_seed)
-    voices = installed(filter_voices(all_voices(), list(cfg.voices)))
+    voices = installed(filter_voices(all_voices(cfg.wide_voices), list(cfg.voices)))
     pools = voice_pools(voices)
     if not pools["train"] or not pools["test"]:
         raise ValueError("need both train and held-out voices (check --voices and that espeak-ng/flite/festival and sox are installed)")
+    if cfg.singles:
+        return objs, voices, plan_singles(objs, list_backgrounds(), voices, cfg.captions_per_image, cfg.seed,
+                                          cfg.wide_voices)
     plans = plan_world(objs, list_backgrounds(), voices, cfg.scenes, cfg.captions_per_image, cfg.seed, cfg.fractions,
-                       cfg.train_voices)
+                       cfg.train_voices, cfg.single_share, cfg.wide_voices)
     return objs, voices, plans
 
 

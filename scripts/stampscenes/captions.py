@@ -177,3 +177,26 @@ def make_captions(s: SceneText, n: int, rng: random.Random) -> list[str]:
         if len(out) == n:
             return out
     return [out[i % len(out)] for i in range(n)]
+
+
+# How often a caption names an object by its stamp phrase; otherwise by one of its other names.
+PHRASE_SHARE = 0.5
+
+
+def pick_names(names: dict[str, tuple[str, ...]], rng: random.Random) -> dict[str, str]:
+    """One name per object: its phrase (PHRASE_SHARE of the time) or one of its other names."""
+    return {k: v[0] if len(v) == 1 or rng.random() < PHRASE_SHARE else rng.choice(v[1:]) for k, v in sorted(names.items())}
+
+
+def make_named_captions(placements: list[Placement], names: dict[str, tuple[str, ...]], bg: str | None, n: int,
+                        rng: random.Random) -> list[str]:
+    """n distinct captions, each naming the objects anew ("a brown hen", then "a hen")."""
+    out: list[str] = []
+    for _ in range(4 * n):
+        s = scene_text(placements, pick_names(names, rng), bg)
+        fresh = [t for t in make_captions(s, n, rng) if t not in out]
+        if fresh:
+            out.append(fresh[0])
+        if len(out) == n:
+            return out
+    return [out[i % len(out)] for i in range(n)]

@@ -97,6 +97,13 @@ class StampObject:
     flat: float
     colours: int
     pixels: int
+    # Every name a caption may use: the phrase first, then plain and synonymous names.
+    variants: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The phrases captions draw from (the phrase alone for objects made without variants)."""
+        return self.variants or (self.phrase,)
 
 
 def _erode(mask: np.ndarray, iterations: int) -> np.ndarray:
@@ -158,7 +165,8 @@ def make_object(png: Path, root: Path = STAMPS_ROOT) -> StampObject | None:
     rel = png.relative_to(root).as_posix()
     if not path_allowed(rel, root):
         return None
-    phrase = PHRASE_OVERRIDES.get(rel[:-4]) or phrases.normalise_caption(read_description(png))
+    description = read_description(png)
+    phrase = PHRASE_OVERRIDES.get(rel[:-4]) or phrases.normalise_caption(description)
     rgba = np.asarray(Image.open(png).convert("RGBA"))
     flat, colours, pixels = texture_stats(rgba)
     if phrase is None or not is_photo_texture(flat, colours, pixels) or max(rgba.shape[:2]) < MIN_LONG_SIDE_PX:
@@ -168,6 +176,7 @@ def make_object(png: Path, root: Path = STAMPS_ROOT) -> StampObject | None:
         id=name.replace(" ", "_"), phrase=phrase, head=phrases.head_noun(phrase), name=name,
         countable=phrases.is_countable(phrase), category=rel.split("/")[0], source=rel,
         mirrorable=_mirrorable(png), flat=round(flat, 4), colours=colours, pixels=pixels,
+        variants=phrases.name_variants(phrase, name, description),
     )
 
 

@@ -168,3 +168,49 @@ def join_list(items: list[str]) -> str:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
 
+
+
+# Everyday names people say for an object whose stamp description uses another (keyed by object
+# name). Only names that point at no other object of the collection ("bulb" would be the lightbulb).
+EVERYDAY_SYNONYMS = {
+    "airplane": ("a plane", "an aeroplane"), "hippopotamus": ("a hippo",), "mountaingoat": ("a mountain goat",),
+    "pinecone": ("a pine cone",), "clothespin": ("a clothes peg",), "lightbulb": ("a light bulb",),
+    "garbage can": ("a trash can",), "eggplant": ("an aubergine",), "fireman": ("a firefighter",),
+    "earth": ("the planet earth",), "wapiti": ("an elk",), "dumper": ("a dump truck",), "rooster": ("a cockerel",),
+    "orca": ("a killer whale",), "teddy bear": ("a teddy",), "mantis": ("a praying mantis",), "gnu": ("a wildebeest",),
+    "tricycle": ("a trike",), "sailboat": ("a boat",), "car": ("a car",),
+    "race car": ("a racing car",), "post box": ("a letter box",), "lander": ("a spacecraft",),
+    "chimpanzee": ("a chimp",), "paintbrush": ("a brush",), "kiwi": ("a kiwi",), "compost bin": ("a compost bin",),
+}
+# Plain names that would name another object or the wrong thing once the description's first
+# words are dropped ("a vw beetle" is a car, "a garlic bulb" is no lightbulb).
+_NO_PLAIN_NAME = {"beetle", "bulb", "cylinder", "probe", "mixer", "end sign", "crossing sign", "toy", "tree", "wheel"}
+# A description's own synonym: "A Seville orange, also called a bitter orange."
+_DESCRIBED_AS = re.compile(r"\b(?:also called|also known as|known as)\s+((?:a|an|the)\s+[a-z' -]+)", re.I)
+
+
+def _with_article(name: str) -> str:
+    return fix_article(f"a {name}")
+
+
+def name_variants(phrase: str, name: str, description: str = "") -> tuple[str, ...]:
+    """Every phrase a caption may use for one object: the stamp's phrase first, then other names.
+
+    Its plain name ("a brown hen" -> "a hen"), names the description itself gives ("also called a
+    bitter orange"), the grouping synonyms ("a drake" for "a duck") and everyday names
+    (EVERYDAY_SYNONYMS), each at most MAX_WORDS words and listed once.
+    """
+    out = [phrase]
+    if is_countable(phrase) and name not in _NO_PLAIN_NAME and head_noun(phrase) in name.split()[-1:]:
+        out.append(_with_article(name))
+    for match in _DESCRIBED_AS.finditer(description):
+        found = normalise_caption(match.group(1).strip().rstrip("."))
+        if found:
+            out.append(found)
+    out += [_with_article(word) for word, target in NAME_SYNONYMS.items() if target == name and is_countable(phrase)]
+    out += list(EVERYDAY_SYNONYMS.get(name, ()))
+    kept: list[str] = []
+    for variant in out:
+        if variant not in kept and len(variant.split()) <= MAX_WORDS:
+            kept.append(variant)
+    return tuple(kept)

@@ -20,6 +20,17 @@ from pathlib import Path
 
 ESPEAK_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 ESPEAK_VARIANTS = tuple(f"f{i}" for i in range(1, 6)) + tuple(f"m{i}" for i in range(1, 9))
+# espeak-ng's named variants (other formant sets, breathiness, pitch ranges), for worlds built with
+# --wide-voices; the robot-like ones (robosoft*, Demonic, UniRobot, ...) are left out.
+ESPEAK_WIDE_VARIANTS = (
+    "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda", "benjamin", "boris",
+    "caleb", "david", "Denis", "Diogo", "ed", "edward", "edward2", "Gene", "Gene2", "gustave", "announcer",
+    "Henrique", "Hugo", "iven", "iven2", "iven3", "iven4", "Jacky", "john", "Lee", "linda", "marcelo",
+    "Marco", "Mario", "max", "Michael", "michel", "miguel", "Mike", "Mr", "Nguyen", "pablo", "paul", "pedro",
+    "quincy", "rob", "robert", "steph", "steph2", "steph3", "Storm", "zac", "anika", "AnxiousAndy", "fast",
+    "whisperf", "grandpa", "grandma", "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6", "norbert",
+    "sandro", "shelby", "travis", "victor", "whisper", "croak",
+)
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 HELD_OUT_SPEAKERS = frozenset({"espeak:en-gb-scotland", "espeak:en-029", "slt", "rms"})
@@ -54,9 +65,10 @@ def _speaker(engine: str, name: str) -> str:
     return {"kal_diphone": "kal", "kal16": "kal", "ked_diphone": "ked"}.get(name, name)
 
 
-def all_voices() -> list[Voice]:
-    """Every voice this module knows, in a fixed order."""
-    specs = [("espeak", f"{a}+{v}") for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+def all_voices(wide: bool = False) -> list[Voice]:
+    """Every voice this module knows, in a fixed order (wide: with espeak's named variants too)."""
+    variants = ESPEAK_VARIANTS + (ESPEAK_WIDE_VARIANTS if wide else ())
+    specs = [("espeak", f"{a}+{v}") for a in ESPEAK_ACCENTS for v in variants]
     specs += [("festival", v) for v in FESTIVAL_VOICES] + [("flite", v) for v in FLITE_VOICES]
     return [Voice(f"{e}:{n}", e, n, _speaker(e, n)) for e, n in specs]
 
@@ -101,14 +113,24 @@ def _engine_command(voice: Voice, text_file: Path, raw_wav: Path) -> list[str]:
     raise ValueError(f"unknown engine {voice.engine!r}")
 
 
-def synthesize(voice: Voice, text: str, out_wav: Path) -> None:
-    """Speak text with voice into out_wav as 16 kHz mono 16-bit PCM, peak-normalised to -3 dB."""
+def prosody_effects(rate: float = 1.0, pitch_cents: int = 0) -> list[str]:
+    """sox effects that change the speaking rate (pitch kept) and the pitch (rate kept)."""
+    effects = ["tempo", "-s", f"{rate:.3f}"] if rate != 1.0 else []
+    return effects + (["pitch", str(pitch_cents)] if pitch_cents else [])
+
+
+def synthesize(voice: Voice, text: str, out_wav: Path, rate: float = 1.0, pitch_cents: int = 0) -> None:
+    """Speak text with voice into out_wav as 16 kHz mono 16-bit PCM, peak-normalised to -3 dB.
+
+    rate and pitch_cents move the speaking rate and pitch after synthesis (sox), so every engine
+    gets the same range of slower, faster, higher and lower speakers.
+    """
     with tempfile.TemporaryDirectory(prefix="stampscenes-tts-") as tmp:
         text_file, raw = Path(tmp) / "text.txt", Path(tmp) / "raw.wav"
         text_file.write_text(text + "\n", encoding="utf-8")
         subprocess.run(_engine_command(voice, text_file, raw), check=True, capture_output=True, timeout=120)
         # -R: repeatable dither, so the same text and voice always give the same bytes.
         partial = out_wav.with_name(out_wav.name + ".partial.wav")  # renamed into place once complete
-        sox = ["sox", "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(partial), "norm", "-3"]
+        sox = ["sox", "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(partial), *prosody_effects(rate, pitch_cents), "norm", "-3"]
         subprocess.run(sox, check=True, capture_output=True, timeout=120)
         partial.replace(out_wav)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import settings
+from .. import settings, threads
 from ..errors import BundleError, WeightsMissing
 from ..fileio import atomic_write
 from ..types import BundleInfo
@@ -27,6 +27,14 @@ class LearnedSpeech:
 
     def __init__(self, encoder):
         self.encoder = encoder
+        self.float_encoder = encoder  # the weights as loaded (int8 runs a quantised copy)
+
+    def use_precision(self, precision: str) -> None:
+        """Run a copy quantised for int8, else the loaded encoder, at `precision`."""
+        from .precision import prepare
+
+        self.encoder = prepare(self.float_encoder, precision)
+        self.encoder.precision = precision
 
     def encode(self, clips: list[np.ndarray]) -> tuple[np.ndarray, list[str | None]]:
         """([N, D] unit vectors, no transcripts)."""
@@ -65,9 +73,28 @@ class Bundle:
         """What an index records about its bundle."""
         return BundleInfo(self.name, self.source, self.dim, self.fingerprint)
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic the encoders run in: fp32, bf16 or int8 (bundles/precision.py)."""
+        return self.towers.precision
+
+    def use_precision(self, precision: str | None) -> None:
+        """Run every torch encoder at `precision` (None: the device's default); Whisper transcription keeps its own."""
+        self.towers.use_precision(precision)
+        if isinstance(self.speech, LearnedSpeech):
+            self.speech.use_precision(self.towers.precision)
+
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
         """Embed RGB images."""
         return self.towers.encode_images(images)
+
+    def prepare_image(self, image: Image.Image) -> np.ndarray:
+        """The image tower's input for a decoded image, float32 [3, S, S]; safe to run in decode workers."""
+        return self.towers.prepare_image(image)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed a batch of prepare_image outputs, float32 [N, 3, S, S]."""
+        return self.towers.encode_pixels(pixels)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Embed text (captions, typed queries, transcripts)."""
@@ -118,7 +145,7 @@ def resolve_bundle(name_or_path: str | Path) -> tuple[BundleSpec | None, Path | 
 
 
 def load_bundle(name_or_path: str | Path, device: str | None = None, clip_weights: str | None = None,
-                whisper_model: str | None = None) -> Bundle:
+                whisper_model: str | None = None, precision: str | None = None) -> Bundle:
     """Load a registered bundle by name, a bundle named by its parts (clip:MODEL/TAG+whisper:SIZE), or a folder.
 
     Args:
@@ -127,11 +154,16 @@ def load_bundle(name_or_path: str | Path, device: str | None = None, clip_weight
         clip_weights: local open_clip checkpoint (else the clip_weights setting: SEARCHENGINE_CLIP_WEIGHTS or
             the config file; else the pretrained tag, from the cache or the hub).
         whisper_model: local CTranslate2 Whisper folder or model name (else the whisper_model setting).
+        precision: fp32, bf16 or int8 (else the precision setting, else bf16 on CUDA and fp32 on the CPU).
     """
     spec, directory = resolve_bundle(name_or_path)
     if directory is not None:
-        return load_bundle_dir(directory, device, source=spec.name if spec else str(directory))
-    return _load_pretrained(spec, device, clip_weights, whisper_model)
+        bundle = load_bundle_dir(directory, device, source=spec.name if spec else str(directory))
+    else:
+        bundle = _load_pretrained(spec, device, clip_weights, whisper_model)
+    bundle.use_precision(settings.value("precision", precision))
+    threads.ensure()  # torch has just started its pools at every core: size them as this process's role says
+    return bundle
 
 
 def _load_pretrained(spec: BundleSpec, device: str | None, clip_weights: str | None,

@@ -12,8 +12,10 @@ from PIL import Image
 
 from .. import settings
 from ..errors import BundleError, BundleNotFound, SearchEngineError, WeightsMissing
-from .device import autocast, pick_device
+from .device import pick_device
 from .hub import hub_reachable
+from .precision import autocast, resolve_precision
+from .precision import prepare as prepare_precision
 from .registry import HF_HUB_PREFIX
 from .weights import cached_clip_file, cached_hub_model
 
@@ -30,18 +32,34 @@ class ClipTowers:
         self.image_size = int(min(size) if isinstance(size, (tuple, list)) else size)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
+        self.use_precision(None)
+
+    def use_precision(self, precision: str | None) -> None:
+        """Run the encoders at `precision` (fp32, bf16, int8; None: the device's default). `model` stays float."""
+        self.precision = resolve_precision(precision, self.device)
+        self.runner = prepare_precision(self.model, self.precision)
+
+    def prepare_image(self, image: Image.Image) -> np.ndarray:
+        """The tower's exact input for a decoded RGB image: float32 [3, S, S] (resized, cropped, normalised).
+
+        Thread-safe and free of model state, so decode workers run it beside the encoder.
+        """
+        return self.preprocess(image).numpy()
 
     @torch.no_grad()
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """[N, D] unit vectors for a batch of prepare_image outputs, float32 [N, 3, S, S]."""
+        batch = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+        if str(self.device).startswith("cuda"):  # page-locked memory lets the copy run beside the GPU's work
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        with autocast(self.device, self.precision):
+            return _unit_numpy(self.runner.encode_image(batch))
+
     def encode_images(self, images: list[Image.Image], batch_size: int = 32) -> np.ndarray:
         """[N, D] unit vectors for RGB images."""
-        out = [self._encode_image_batch(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        out = [self.encode_pixels(np.stack([self.prepare_image(img) for img in images[i:i + batch_size]]))
+               for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
-
-    def _encode_image_batch(self, images: list[Image.Image]) -> np.ndarray:
-        pixels = torch.stack([self.preprocess(img) for img in images]).to(self.device)
-        with autocast(self.device):
-            feats = self.model.encode_image(pixels)
-        return _unit_numpy(feats)
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
@@ -49,8 +67,8 @@ class ClipTowers:
         out = []
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenizer(texts[start:start + batch_size]).to(self.device)
-            with autocast(self.device):
-                out.append(_unit_numpy(self.model.encode_text(tokens)))
+            with autocast(self.device, self.precision):
+                out.append(_unit_numpy(self.runner.encode_text(tokens)))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def text_tower_parts(self) -> dict:
@@ -94,12 +112,79 @@ def build_custom(model_cfg: dict, device: str | None = None) -> ClipTowers:
 
 
 def _wrap(model: open_clip.CLIP, model_cfg: dict, device: str | None) -> ClipTowers:
-    """Attach eval preprocessing and a tokenizer sized to the text tower's context."""
+    """Attach eval preprocessing and a tokenizer sized to the text tower's context (and token table)."""
     image_size = model_cfg["vision_cfg"].get("image_size", 224)
     preprocess = open_clip.image_transform(image_size, is_train=False)
     context = model_cfg["text_cfg"].get("context_length", 77)
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context)
+    if model_cfg.get(TOKEN_IDS):  # a pruned token table (bundles trained before pruning have none)
+        tokenizer = PrunedTokenizer(tokenizer, model_cfg[TOKEN_IDS])
     return ClipTowers(model, preprocess, tokenizer, model_cfg["embed_dim"], device)
+
+
+# model_cfg key of a pruned token table: the original token id of each kept row, UNK_ID for the
+# row every other token maps to. open_clip ignores keys it does not know.
+TOKEN_IDS = "token_ids"
+UNK_ID = -1
+
+
+class PrunedTokenizer:
+    """open_clip's BPE tokenizer whose ids are mapped onto a pruned token table, unknown ones to <unk>.
+
+    The kept ids stay in ascending order with the end-of-text token last, so the text tower, which
+    pools at the largest id of a row, still pools at the end token; row 0 stays the padding id.
+    """
+
+    def __init__(self, base, token_ids: list[int]):
+        self.base = base
+        self.context_length = base.context_length
+        self.token_ids = list(token_ids)
+        unk = self.token_ids.index(UNK_ID) if UNK_ID in self.token_ids else 0
+        size = max(len(base.encoder), max(self.token_ids) + 1)
+        self.lookup = torch.full((size,), unk, dtype=torch.long)
+        for new, old in enumerate(self.token_ids):
+            if old != UNK_ID:
+                self.lookup[old] = new
+        self.sot_token_id = int(self.lookup[base.sot_token_id])
+        self.eot_token_id = int(self.lookup[base.eot_token_id])
+        self.unk_token_id = unk
+
+    def __call__(self, texts, context_length: int | None = None) -> torch.Tensor:
+        return self.lookup[self.base(texts, context_length)]
+
+    def encode(self, text: str) -> list[int]:
+        """Pruned ids of a text's BPE tokens (no start/end tokens)."""
+        return [int(self.lookup[i]) for i in self.base.encode(text)]
+
+
+def used_token_ids(tokenizer, texts: list[str]) -> list[int]:
+    """The original token ids a set of texts uses, start/end/padding included, ascending."""
+    used = {0, tokenizer.sot_token_id, tokenizer.eot_token_id}
+    for text in set(texts):
+        used.update(tokenizer.encode(text))
+    return sorted(used)
+
+
+def prune_token_table(towers: ClipTowers, model_cfg: dict, texts: list[str]) -> tuple[ClipTowers, dict]:
+    """Towers whose text token table keeps only the rows `texts` use, plus an <unk> row (their mean).
+
+    Most of a small text tower is its 49408-row table; a bundle trained on a closed vocabulary needs
+    a few hundred rows. Returns the new towers and model_cfg (vocab_size and token_ids set).
+    """
+    if model_cfg.get(TOKEN_IDS):
+        return towers, model_cfg
+    model = towers._default_text_tower()
+    kept = used_token_ids(towers.tokenizer, texts)
+    order = [kept[0], UNK_ID, *kept[1:]]  # padding row 0, <unk> next, the end token stays last
+    old = model.token_embedding.weight.detach()
+    rows = torch.stack([old[kept].mean(0) if i == UNK_ID else old[i] for i in order])
+    model.token_embedding = torch.nn.Embedding(len(order), old.shape[1]).to(old.device)
+    with torch.no_grad():
+        model.token_embedding.weight.copy_(rows)
+    model.vocab_size = len(order)
+    new_cfg = {**model_cfg, "text_cfg": {**model_cfg["text_cfg"], "vocab_size": len(order)}, TOKEN_IDS: order}
+    tokenizer = PrunedTokenizer(open_clip.tokenizer.SimpleTokenizer(context_length=towers.tokenizer.context_length), order)
+    return ClipTowers(model, towers.preprocess, tokenizer, towers.dim, towers.device), new_cfg
 
 
 def train_transform(model_cfg: dict):

@@ -45,6 +45,14 @@ _BUNDLES: dict[str, BundleSpec] = {
                     "averaged). Works offline.",
         directory="bundled/stamp-scenes-small",
     ),
+    "stamp-scenes-all": BundleSpec(
+        name="stamp-scenes-all",
+        description="Like stamp-scenes-small, over all 224 photo objects of the tuxpaint stamp collection (and "
+                    "nothing else): tiny CLIP towers with a pruned token table + learned speech encoder "
+                    "(16-query attention head) on Whisper tiny.en's encoder, trained on recordings as rooms, "
+                    "microphones and codecs deliver them. Shipped in the package; works offline.",
+        directory="bundled/stamp-scenes-all",
+    ),
 }
 
 DEFAULT_BUNDLE = settings.DEFAULT_BUNDLE

@@ -25,9 +25,11 @@ from torch import nn
 from ..errors import BundleError, MediaError
 from ..fileio import atomic_write
 from ..types import SAMPLE_RATE
-from .device import autocast, pick_device
+from .device import pick_device
 from .features import log_mel
 from .pooling import POOLS, build_pool
+from .precision import autocast as precision_autocast
+from .precision import resolve_precision
 from .registry import DEFAULT_WHISPER
 from .whisper import WhisperEncoder, load_whisper_encoder
 
@@ -113,6 +115,8 @@ def _as_wave(wave) -> torch.Tensor:
 
 class LearnedSpeechEncoder(nn.Module):
     """Speech -> shared-space vector. See the module docstring for the pipeline."""
+
+    precision: str | None = None  # fp32, bf16 or int8 (bundles/precision.py); None: the device's default
 
     def __init__(self, config: SpeechEncoderConfig, backbone: WhisperEncoder | None = None):
         super().__init__()
@@ -212,7 +216,7 @@ class LearnedSpeechEncoder(nn.Module):
     def _embed_batch(self, clips: list[torch.Tensor]) -> torch.Tensor:
         mel, lengths = log_mel(clips, self.device)
         mel, lengths = mel[..., : self.max_frames], lengths.clamp(max=self.max_frames)
-        with autocast(self.device):
+        with precision_autocast(self.device, self.precision or resolve_precision(None, str(self.device))):
             return self(mel, lengths)
 
     @torch.no_grad()

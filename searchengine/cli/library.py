@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ..types import DEFAULT_MIN_SCORE, KIND_FILTERS
-from .options import (ProgressBar, bundle_option, clip_weights_option, db_option, device_option, emit, index_option,
-                      json_option, whisper_model_option)
+from .listen import DEFAULT_SECONDS, record_query
+from .options import (ProgressBar, apply_threads, bundle_option, clip_weights_option, db_option, device_option, emit,
+                      from_settings, index_option, json_option, precision_option, threads_option, whisper_model_option)
 from .setup import runnable_hints
 
 
@@ -44,12 +45,21 @@ def _ray_address(_ctx, _param, value: str | None) -> str | None:
                    "ray://head:10001 joins a cluster (its nodes must see PATHS, or add --ray-ship-bytes).")
 @click.option("--ray-ship-bytes", is_flag=True,
               help="With --ray: send each file's bytes to the workers (for paths the Ray nodes cannot see).")
+@click.option("--moments-after", type=click.FloatRange(min=3), default=None, metavar="SECONDS",
+              help="Index recordings longer than this as moments, speech regions with their times "
+                   + from_settings("moments_after", "25") + ".")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf"]), default=None,
+              help="Vector index: auto (exact, then IVF-SQ8 from 50,000 vectors), flat (always exact) or ivf "
+                   + from_settings("index_type", "auto") + ".")
 @db_option
 @device_option
+@precision_option
+@threads_option
 @json_option
 def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_model, batch_size, transcribe,
-              ray_address, ray_ship_bytes, db, device, as_json) -> None:
+              ray_address, ray_ship_bytes, moments_after, index_type, db, device, precision, threads, as_json) -> None:
     """Index the photos and voice recordings under PATHS (incremental)."""
+    apply_threads("index", threads)
     from ..index import open_index
 
     if ray_ship_bytes and not ray_address:
@@ -63,11 +73,11 @@ def index_cmd(paths, index_dir, bundle, rebuild, prune, clip_weights, whisper_mo
     progress = ProgressBar(enabled=sys.stderr.isatty() and not as_json)
     hints = runnable_hints(paths, index_dir, db=db, clip_weights=clip_weights, whisper_model=whisper_model)
     with hints, open_index(index_dir, bundle, device=device, rebuild=rebuild, clip_weights=clip_weights,
-                           whisper_model=whisper_model, db=db) as idx:
+                           whisper_model=whisper_model, db=db, precision=precision) as idx:
         before = _files_held(idx, rebuild)
         try:
             report = idx.index(list(paths), progress=progress, batch_size=batch_size, prune=prune, ray=ray,
-                               transcribe=transcribe)
+                               transcribe=transcribe, moments_after=moments_after, index_type=index_type)
         except KeyboardInterrupt:  # the library has saved every finished batch on its way out
             progress.close()
             saved = max(0, _files_held(idx, rebuild) - before)
@@ -140,6 +150,8 @@ def _steering_options(command):
                      "or before this ISO time."),
         click.option("--type", "types", multiple=True, metavar="EXT",
                      help="Only files of this type, e.g. jpg (also .jpeg) or wav (repeatable)."),
+        click.option("--moments", is_flag=True,
+                     help="Every matching moment of a long recording, not only its best."),
         click.option("--exclude-query", is_flag=True,
                      help="Leave out indexed copies of the query file (else they are marked and come first)."),
     ]
@@ -153,6 +165,10 @@ def _steering_options(command):
 @click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Spoken query (any audio file).")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Image query.")
 @click.option("--text", help="Typed query.")
+@click.option("--record", "record_seconds", is_flag=False, flag_value=DEFAULT_SECONDS, default=None,
+              type=click.FloatRange(min=0.5, max=600), metavar="[SECONDS]",
+              help=f"Speak the query: record from the default microphone for up to SECONDS (default "
+                   f"{DEFAULT_SECONDS:g}; Enter or a pause stops it sooner), then search as --audio would.")
 @click.option("--kind", type=click.Choice(KIND_FILTERS), default="any", show_default=True)
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of hits.")
 @_steering_options
@@ -160,20 +176,31 @@ def _steering_options(command):
 @index_option
 @db_option
 @device_option
+@precision_option
+@threads_option
 @json_option
-def search_cmd(query, audio, image, text, kind, k, paths_only, index_dir, db, device, as_json, **steering) -> None:
+def search_cmd(query, audio, image, text, record_seconds, kind, k, paths_only, index_dir, db, device, precision,
+               threads, as_json, **steering) -> None:
     """Search the index by voice, image or text; hits are ranked by calibrated score (images and recordings alike).
 
     QUERY may stand alone: a photo or recording file searches by it, anything else is typed text
     (`searchengine search "two ducks on a lake"`, `searchengine search beach.jpg`).
     """
+    apply_threads("query", threads)
     from ..index import open_index
     from ..search import one_query
     from .queries import infer_query
 
     given = infer_query(query, audio, image, text)
-    one_query(**given)  # a usage error before the index opens
-    with open_index(index_dir, device=device, create=False, db=db) as idx:
+    if record_seconds is not None:
+        if any(value is not None for value in given.values()):
+            raise click.UsageError("--record is the query: give no other")
+        given["audio"] = None
+    else:
+        one_query(**given)  # a usage error before the index opens
+    with open_index(index_dir, device=device, create=False, db=db, precision=precision) as idx:
+        if record_seconds is not None:  # the index opened: only now is it worth speaking
+            given["audio"] = record_query(record_seconds, show_meter=not as_json and not paths_only)
         result = idx.search(**given, kind=kind, k=k, **steering)
     if paths_only and not as_json:
         click.echo("\n".join(hit.path for hit in result.hits), nl=bool(result.hits))
@@ -190,8 +217,16 @@ def format_hits(hits, offset: int = 0) -> str:
     rows = [f"{'#':>3}  {'score':>6}  {'cosine':>6}  {'kind':5}  path"]
     for rank, hit in enumerate(hits, offset + 1):
         extra = f'  "{hit.transcript}"' if hit.transcript else ""
-        rows.append(f"{rank:>3}  {hit.score:6.2f}  {hit.cosine:6.3f}  {hit.kind:5}  {hit.path}{extra}")
+        at = f"  {clock(hit.start)}–{clock(hit.end)}" if hit.start is not None and hit.end is not None else ""
+        rows.append(f"{rank:>3}  {hit.score:6.2f}  {hit.cosine:6.3f}  {hit.kind:5}  {hit.path}{at}{extra}")
     return "\n".join(rows)
+
+
+def clock(seconds: float) -> str:
+    """mm:ss (h:mm:ss from an hour on) of a moment's time."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
 def _search_notes(result, min_score: float | None) -> list[str]:

@@ -9,7 +9,7 @@ import socket
 
 import click
 
-from .options import db_option, device_option, index_option, json_option
+from .options import apply_threads, db_option, device_option, index_option, json_option, precision_option, threads_option
 
 TOKEN_ENV = "SEARCHENGINE_TOKEN"
 
@@ -30,10 +30,13 @@ TOKEN_ENV = "SEARCHENGINE_TOKEN"
               help="Searches decoding and encoding at once (memory); the others wait for a slot.")
 @db_option
 @device_option
+@precision_option
+@threads_option
 @json_option
 def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_uploads, max_searches, db, device,
-              as_json) -> None:
+              precision, threads, as_json) -> None:
     """Serve the search page and JSON API for an index."""
+    apply_threads("query", threads)  # one thread a search: the server's parallelism is --max-searches
     from ..index import open_index
     from ..server import serving
     from ..server.app import create_app
@@ -41,7 +44,7 @@ def serve_cmd(index_dir, host, port, token, max_upload_mb, read_timeout, max_upl
 
     limits = Limits(body_timeout=read_timeout, max_uploads=max_uploads, max_searches=max_searches)
     check_port_free(host, port)  # before loading models: a taken port should fail in a blink, not after them
-    with open_index(index_dir, device=device, db=db, create=False) as idx:
+    with open_index(index_dir, device=device, db=db, create=False, precision=precision) as idx:
         idx.load_models()  # missing weights fail here, and the first search is not slow
         app = create_app(idx, token=token or None, max_upload_bytes=int(max_upload_mb * 2**20), limits=limits)
         if as_json:  # one line a supervisor can parse before the server's own log starts

@@ -34,19 +34,34 @@ manifest_argument = click.argument("manifest", type=click.Path(exists=True, dir_
                    "or several joined by + (an ensemble: the mean of their vectors).")
 @click.option("--pool-queries", type=click.IntRange(min=1), default=None, help="Attention-pooling queries of the head.")
 @click.option("--augment-copies", type=click.IntRange(min=0), default=None, help="Augmented copies per training clip.")
+@click.option("--augment", type=click.Choice(["basic", "capture"]), default=None,
+              help="Augmented copies: basic (speed + noise) or capture (room, noise, band-limit, clipping, "
+                   "Opus/MP3 round trip, silence).")
+@click.option("--augment-first", type=click.FloatRange(0, 1), default=None,
+              help="Share of clips whose as-recorded version is replaced by an augmented one.")
+@click.option("--init-from", default=None, help="Start the towers from this bundle's weights (same architecture).")
 @click.option("--distill-weight", type=click.FloatRange(min=0), default=None, help="Weight of the speech-to-caption loss.")
 @click.option("--name", default=None, help="Bundle name written into bundle.json.")
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--no-resume", is_flag=True, help="Start over even if OUT holds a checkpoint.")
+@click.option("--features-only", is_flag=True,
+              help="Only cache the speech features in OUT (no towers needed): a later run into OUT reuses them.")
 @device_option
 @json_option
-def train_cmd(manifest, out_dir, from_bundle, seed, no_resume, device, as_json, **options) -> None:
+def train_cmd(manifest, out_dir, from_bundle, seed, no_resume, features_only, device, as_json, **options) -> None:
     """Train a bundle on MANIFEST's train split and write it to --out."""
-    from ..training.loop import train_bundle
+    from ..training.loop import cache_speech_features, train_bundle
 
     overrides = {k: v for k, v in options.items() if v is not None}
     # With --json a script reads stdout: draw bars only when a person can still see stderr.
     bar = ProgressBar(enabled=sys.stderr.isatty() or not as_json)
+    if features_only:
+        try:
+            result = cache_speech_features(manifest, out_dir, seed=seed, device=device, progress=bar, **overrides)
+        finally:
+            bar.close()
+        emit(result, as_json, f"cached {result['rows']} feature rows in {result['cache']} ({result['seconds']:.0f} s)")
+        return
     try:
         report = train_bundle(manifest, out_dir, from_bundle=from_bundle, seed=seed, device=device,
                               progress=bar, resume=not no_resume, **overrides)

@@ -28,6 +28,8 @@ FIELDS = {
     "type": ({"type": "array", "items": {"type": "string"}}, "Only files of this type, e.g. jpg or wav (repeatable)."),
     "exclude_query": ({"type": "boolean", "default": False},
                       "Leave out indexed copies of the query file (else they come first, marked `is_query`)."),
+    "moments": ({"type": "boolean", "default": False},
+                "Every matching moment of a long recording (each hit with its `start` and `end`), not only its best."),
 }
 
 
@@ -39,7 +41,8 @@ def steering_fields(form: FormData) -> dict:
     """Keyword arguments for Index.search from the form (absent fields take the library's defaults)."""
     return {"offset": _offset(form.get("offset")), "min_score": _min_score(form.get("min_score")),
             "under": _texts(form, "under"), "since": _text(form, "since"), "until": _text(form, "until"),
-            "types": _texts(form, "type"), "exclude_query": _flag(form.get("exclude_query"))}
+            "types": _texts(form, "type"), "exclude_query": _flag(form.get("exclude_query")),
+            "moments": _flag(form.get("moments"), "moments")}
 
 
 def _offset(raw) -> int:
@@ -64,13 +67,13 @@ def _min_score(raw) -> float | None:
     return value
 
 
-def _flag(raw) -> bool:
+def _flag(raw, name: str = "exclude_query") -> bool:
     value = raw.strip().lower() if isinstance(raw, str) else raw
     if value is None or value in FALSE:
         return False
     if value in TRUE:
         return True
-    raise ControlError("exclude_query must be true or false")
+    raise ControlError(f"{name} must be true or false")
 
 
 def _text(form: FormData, name: str) -> str | None:

@@ -31,6 +31,9 @@ from ..fileio import atomic_write
 from ..types import VECTOR_STORES, BundleInfo
 from .database import check_url, drop_schemas, generation_schemas, lock_key, schema_exists
 from .metadata import MetadataStore
+from .growth import EXACT, Layout
+from .vectorlog import peek_index
+from .vectorrows import VectorRows
 
 if TYPE_CHECKING:
     from .vectors import VectorStore
@@ -175,7 +178,8 @@ def remove_stale(index_dir: Path, keep: Path | None = None, backend: Backend | N
         if folder.is_dir() and folder not in (live, keep):
             shutil.rmtree(folder, ignore_errors=True)
     if live != index_dir:  # the legacy generation's files at the top level
-        for path in [*index_dir.glob(DB_FILE + "*"), *(index_dir / f"{name}.faiss" for name in VECTOR_STORES)]:
+        for path in [*index_dir.glob(DB_FILE + "*"), *(index_dir / f"{name}.faiss{log}" for name in VECTOR_STORES
+                                                         for log in ("", ".log"))]:
             path.unlink(missing_ok=True)
     for folder in (index_dir, live, keep):
         for leftover in (folder.glob(".*.tmp") if folder is not None and folder.is_dir() else ()):
@@ -192,10 +196,14 @@ def discard(folder: Path, backend: Backend | None = None) -> None:
 class Generation:
     """The stores of one folder; the metadata database is the source of truth, FAISS is reconciled to it."""
 
-    def __init__(self, folder: Path, backend: Backend | None = None, load_vectors: bool = True):
+    def __init__(self, folder: Path, backend: Backend | None = None, load_vectors: bool = True,
+                 index_type: str | None = None):
         """load_vectors=False leaves the FAISS files unread (and FAISS unimported) until refresh() or
-        record() needs them: reading status takes only the database."""
+        record() needs them: reading status takes only the database. index_type: the index a writer
+        grows the vector stores into (store/growth.py; a writer sets it with set_index_type); None,
+        for readers, keeps whatever type the files hold."""
         self.folder = folder
+        self.index_type = index_type
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -211,7 +219,9 @@ class Generation:
         """Load FAISS (an unreadable file starts empty) and reconcile it with SQLite."""
         from .vectors import VectorStore  # FAISS loads with the first vectors, not with the metadata
 
-        self.vectors = {name: VectorStore(self.folder / f"{name}.faiss", dim) for name in VECTOR_STORES}
+        self.vectors = {name: VectorStore(self.folder / f"{name}.faiss", dim, index_type=self.index_type,
+                                          exact_source=VectorRows(self.metadata, name).chunks)
+                        for name in VECTOR_STORES}
         for store in self.vectors.values():
             if store.damaged:
                 log.warning("rebuilding %s from the metadata database: %s", store.path, store.damaged)
@@ -223,17 +233,7 @@ class Generation:
         """Add vectors SQLite has and FAISS lacks, drop ids SQLite no longer has (crash leftovers)."""
         changed = False
         for kind, store in self.vectors.items():
-            in_faiss = set(store.ids().tolist())
-            in_sqlite = self.metadata.content_ids(kind)
-            if in_faiss == in_sqlite:
-                continue
-            store.remove(sorted(in_faiss - in_sqlite))
-            missing = in_sqlite - in_faiss
-            if missing:
-                ids, vecs = self.metadata.vectors(kind)
-                mask = np.isin(ids, list(missing))
-                store.add(ids[mask], vecs[mask])
-            changed = True
+            changed = reconcile_store(store, VectorRows(self.metadata, kind)) or changed
         return changed
 
     def record(self, info: BundleInfo) -> None:
@@ -253,12 +253,63 @@ class Generation:
         if any([store.reload_if_changed() for store in self.vectors.values()]):
             self.reconcile()
 
+    def set_index_type(self, index_type: str) -> None:
+        """A writer's index type setting: stores that should be of another type are converted now."""
+        self.index_type = index_type
+        for store in self.vectors.values():
+            store.index_type = index_type
+        if any([store.apply_index_type() for store in self.vectors.values()]):
+            self.stale = True
+
     def save_if_stale(self) -> None:
         """Write the FAISS files when memory holds what they lack (after a repair or a crash)."""
         if self.stale:
             for store in self.vectors.values():
                 store.save()
+                store.fold(only_if_cheap=True)  # a repair at open appends; a large base waits for a run's end
             self.stale = False
+
+    def describe_index(self) -> str:
+        """The index type of the stores that hold vectors (read from the files' headers when not loaded)."""
+        if self.vectors:
+            types = {name: store.description for name, store in self.vectors.items() if store.count}
+        else:
+            heads = {name: peek_index(self.folder / f"{name}.faiss") for name in VECTOR_STORES}
+            types = {name: Layout(head[0]).description for name, head in heads.items() if head and head[1]}
+        if len(set(types.values())) > 1:
+            return "; ".join(f"{name}: {kind}" for name, kind in types.items())
+        return next(iter(types.values()), EXACT.description)
+
+    def file_bytes(self) -> int:
+        """Bytes of the FAISS files (bases and change logs)."""
+        return sum(p.stat().st_size for p in [*self.folder.glob("*.faiss"), *self.folder.glob("*.faiss.log")])
 
     def close(self) -> None:
         self.metadata.close()
+
+
+def reconcile_store(store: "VectorStore", rows: VectorRows) -> bool:
+    """Bring one FAISS store in line with the database rows behind it; True when it changed.
+
+    The work follows what a crash left undone, not the store's size: FAISS is the database's history
+    up to some point (its log is replayed in order), and ids only grow, so the rows it lacks are the
+    rows above its newest id; only when counts and id sums still disagree (a lost removal, a
+    replaced file) is every id compared.
+    """
+    count, total = rows.summary()
+    held = store.ids()
+    if len(held) == count and int(held.sum()) == total:
+        return False
+    newest = int(held.max()) if len(held) else 0
+    ids, vectors = rows.after(newest)
+    if len(ids):
+        store.add(ids, vectors)
+        held = np.concatenate([held, ids])
+    if len(held) == count and int(held.sum()) == total:
+        return True
+    wanted = rows.ids()
+    store.remove(np.setdiff1d(held, wanted))
+    missing = np.setdiff1d(wanted, store.ids())
+    if len(missing):
+        store.add(*rows.of(missing))
+    return True

@@ -9,16 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Float, cast, delete, func, or_, select, tuple_
+from sqlalchemy import Float, and_, cast, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..errors import SearchEngineError
 from ..filters import SearchFilters
-from ..types import TRANSCRIPT_STORE, VECTOR_STORES, BundleInfo, Skipped
-from . import migrate
+from ..types import MOMENT_STORE, TRANSCRIPT_STORE, VECTOR_STORES, BundleInfo, Skipped
+from . import migrate, moments
+from .batches import contents_of_paths, file_ids
 from .database import database_error, label, server_engine, sqlite_engine
-from .models import BundleRecord, Content, MediaFile, SkippedFile
+from .models import BundleRecord, Content, MediaFile, Moment, SkippedFile
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class NewContent:
     transcript: str | None = None
     warning: str | None = None
     text_vector: np.ndarray | None = None  # the transcript through the text tower (learned speech only)
+    moments: tuple[moments.NewMoment, ...] = ()  # a long recording's stretches (searchengine/moments.py)
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,18 @@ def _blob(vector: np.ndarray | None) -> bytes | None:
 
 
 def _store_rows(store: str) -> tuple:
-    """(vector column, row conditions) of a vector store: a kind's vectors, or the transcripts' text vectors."""
+    """(vector column, row conditions) of a vector store: a kind's vectors, the transcripts' text vectors,
+    or the moments of long recordings (whose ids are moment ids)."""
     if store == TRANSCRIPT_STORE:
         return Content.text_vector, (Content.kind == "audio", Content.text_vector.is_not(None))
+    if store == MOMENT_STORE:
+        return Moment.vector, ()
     return Content.vector, (Content.kind == store,)
+
+
+def _store_id(store: str):
+    """The id column of a vector store's rows (its FAISS ids)."""
+    return Moment.id if store == MOMENT_STORE else Content.id
 
 
 def _delete_paths(s: Session, table, paths: list[str]) -> None:
@@ -138,6 +148,7 @@ class MetadataStore:
         self.path = db_path  # None on a server: nothing of the metadata is in the index folder
         self.where: Path | str = db_path if url is None else label(url, schema)
         self.engine = sqlite_engine(db_path) if url is None else server_engine(url, schema)
+        self.moments = moments.MomentReader(self.engine, self.where)
         try:
             migrate.upgrade(self.engine)
         except SQLAlchemyError as exc:
@@ -206,24 +217,32 @@ class MetadataStore:
         both into FAISS after the commit.
         """
         with Session(self.engine) as s, s.begin():
+            # The contents this batch may leave without a path: those of the paths it touches, and its
+            # own new ones (so the orphan check costs the batch, not the whole index).
+            touched = [link.path for link in links] + list(removed_paths) + [path for path, *_ in skips]
+            candidates = contents_of_paths(s, touched)
             added = self._insert_contents(s, contents)
             self._link_files(s, links)
             self._remove_files(s, removed_paths)
             self._record_skips(s, skips, cleared=[link.path for link in links])
-            orphans = self._delete_orphans(s)
+            orphans = self._delete_orphans(s, candidates | {i for ids in added.values() for i in ids})
         return added, orphans
 
     def _insert_contents(self, s: Session, contents: list[NewContent]) -> dict[str, list[int]]:
+        """Insert the batch's contents in one multi-row statement; their new ids by store, in batch order."""
         added: dict[str, list[int]] = defaultdict(list)
-        for c in contents:
-            row = Content(content_hash=c.content_hash, kind=c.kind, width=c.width, height=c.height,
-                          duration=c.duration, transcript=c.transcript, warning=c.warning,
-                          vector=_blob(c.vector), text_vector=_blob(c.text_vector))
-            s.add(row)
-            s.flush()
-            added[c.kind].append(row.id)
+        if not contents:
+            return {}
+        rows = [{"content_hash": c.content_hash, "kind": c.kind, "width": c.width, "height": c.height,
+                 "duration": c.duration, "transcript": c.transcript, "warning": c.warning,
+                 "vector": _blob(c.vector), "text_vector": _blob(c.text_vector)} for c in contents]
+        ids = s.scalars(insert(Content).returning(Content.id, sort_by_parameter_order=True), rows).all()
+        for c, row_id in zip(contents, ids):
+            added[c.kind].append(row_id)
             if c.text_vector is not None:
-                added[TRANSCRIPT_STORE].append(row.id)
+                added[TRANSCRIPT_STORE].append(row_id)
+            if c.moments:
+                added[MOMENT_STORE] += moments.insert_for(s, row_id, c.moments)
         return dict(added)
 
     def _link_files(self, s: Session, links: list[FileLink]) -> None:
@@ -232,13 +251,20 @@ class MetadataStore:
         hashes = {link.content_hash for link in links}
         query = select(Content.content_hash, Content.kind, Content.id).where(Content.content_hash.in_(hashes))
         ids = {(h, k): i for h, k, i in s.execute(query)}
-        existing = {f.path: f for f in s.scalars(select(MediaFile).where(MediaFile.path.in_([l.path for l in links])))}
+        existing = file_ids(s, [link.path for link in links])
         now = time.time()
+        new, changed = [], []
         for link in links:
-            row = existing.get(link.path) or MediaFile(path=link.path)
-            row.content_id, row.size, row.mtime_ns = ids[(link.content_hash, link.kind)], link.size, link.mtime_ns
-            row.indexed_at, row.captured_at = now, link.captured_at
-            s.add(row)
+            row = {"path": link.path, "content_id": ids[(link.content_hash, link.kind)], "size": link.size,
+                   "mtime_ns": link.mtime_ns, "indexed_at": now, "captured_at": link.captured_at}
+            if link.path in existing:
+                changed.append({**row, "id": existing[link.path]})
+            else:
+                new.append(row)
+        if new:  # executemany of one prepared statement each, not an ORM object per row
+            s.execute(insert(MediaFile), new)
+        if changed:
+            s.execute(update(MediaFile), changed)
 
     def _remove_files(self, s: Session, paths: list[str]) -> None:
         """Forget paths entirely: gone from disk means neither indexed nor skipped."""
@@ -253,14 +279,19 @@ class MetadataStore:
             s.merge(SkippedFile(path=path, reason=reason, size=size, mtime_ns=mtime_ns, skipped_at=now))
         _delete_paths(s, MediaFile, [path for path, *_ in skips])
 
-    def _delete_orphans(self, s: Session) -> dict[str, list[int]]:
-        """Contents no path points at any more: their vectors must leave FAISS too."""
-        used = select(MediaFile.content_id)
+    def _delete_orphans(self, s: Session, candidates: set[int]) -> dict[str, list[int]]:
+        """Those of `candidates` no path points at any more: their vectors must leave FAISS too."""
         has_text = Content.text_vector.is_not(None)
-        rows = s.execute(select(Content.id, Content.kind, has_text).where(Content.id.not_in(used))).all()
-        if rows:
-            s.execute(delete(Content).where(Content.id.in_([r.id for r in rows])))
+        linked = select(MediaFile.id).where(MediaFile.content_id == Content.id).exists()
+        rows, pending = [], sorted(candidates)
+        for start in range(0, len(pending), 500):
+            chunk = pending[start:start + 500]
+            rows += s.execute(select(Content.id, Content.kind, has_text).where(Content.id.in_(chunk), ~linked)).all()
         orphans: dict[str, list[int]] = defaultdict(list)
+        if rows:
+            if gone := moments.delete_for(s, [r.id for r in rows]):
+                orphans[MOMENT_STORE] = gone
+            s.execute(delete(Content).where(Content.id.in_([r.id for r in rows])))
         for cid, kind, text in rows:
             orphans[kind].append(cid)
             if text:
@@ -281,7 +312,7 @@ class MetadataStore:
         """(ids, vectors) of every content in a vector store (a kind, or the transcripts), for rebuilding FAISS."""
         column, where = _store_rows(kind)
         with Session(self.engine) as s:
-            rows = s.execute(select(Content.id, column.label("vector")).where(*where)).all()
+            rows = s.execute(select(_store_id(kind).label("id"), column.label("vector")).where(*where)).all()
         ids = np.array([r.id for r in rows], dtype=np.int64)
         vecs = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows]) if rows else None
         return ids, vecs
@@ -292,29 +323,36 @@ class MetadataStore:
         counts = {}
         with Session(self.engine) as s:
             for store in VECTOR_STORES:
-                counts[store] = s.scalar(select(func.count()).select_from(Content).where(*_store_rows(store)[1]))
+                table = Moment if store == MOMENT_STORE else Content
+                counts[store] = s.scalar(select(func.count()).select_from(table).where(*_store_rows(store)[1]))
         return counts
 
     @_guarded
     def content_ids(self, kind: str) -> set[int]:
         """Ids of every content in a vector store (a kind, or the transcripts)."""
         with Session(self.engine) as s:
-            return set(s.scalars(select(Content.id).where(*_store_rows(kind)[1])))
+            return set(s.scalars(select(_store_id(kind)).where(*_store_rows(kind)[1])))
 
     @_guarded
     def lookup(self, content_ids: list[int], filters: SearchFilters | None = None) -> dict[int, StoredContent]:
         """Contents by id, each with its paths (those `filters` let through); ids that vanished are absent."""
         if not content_ids:
             return {}
-        with Session(self.engine) as s:
-            contents = s.scalars(select(Content).where(Content.id.in_(content_ids))).all()
-            paths: dict[int, list[StoredPath]] = defaultdict(list)
-            query = (select(MediaFile.id, MediaFile.content_id, MediaFile.path, FILE_TIME)
-                     .where(MediaFile.content_id.in_(content_ids), *file_conditions(filters)).order_by(MediaFile.path))
-            for fid, cid, path, when in s.execute(query):
-                paths[cid].append(StoredPath(fid, path, when))
-            return {c.id: StoredContent(c.id, c.kind, tuple(paths[c.id]), c.width, c.height, c.duration,
-                                        c.transcript) for c in contents}
+        # One round trip on a plain connection, only the columns a hit shows (not ORM objects carrying the
+        # vector BLOBs): each content with its paths that pass the filters (none: a row of NULLs).
+        shown = (Content.id, Content.kind, Content.width, Content.height, Content.duration, Content.transcript)
+        held = and_(MediaFile.content_id == Content.id, *file_conditions(filters))
+        query = (select(*shown, MediaFile.id.label("file_id"), MediaFile.path, FILE_TIME.label("when"))
+                 .outerjoin(MediaFile, held).where(Content.id.in_(content_ids)).order_by(Content.id, MediaFile.path))
+        paths: dict[int, list[StoredPath]] = defaultdict(list)
+        rows: dict[int, tuple] = {}
+        with self.engine.connect() as s:
+            for row in s.execute(query):
+                rows[row.id] = row
+                if row.file_id is not None:
+                    paths[row.id].append(StoredPath(row.file_id, row.path, row.when))
+        return {cid: StoredContent(cid, r.kind, tuple(paths[cid]), r.width, r.height, r.duration, r.transcript)
+                for cid, r in rows.items()}
 
     @_guarded
     def matching_contents(self, kind: str, filters: SearchFilters) -> np.ndarray:

@@ -87,3 +87,20 @@ class BundleRecord(Base):
     dim: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class Moment(Base):
+    """A stretch of a long recording (a speech region, 3-20 s) embedded on its own; `id` is its FAISS id
+    in the "moment" store. Children of a content: two paths to one recording share its moments, and
+    they go when the content goes."""
+
+    __tablename__ = "moments"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids never reused, as for contents
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id"), index=True)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # What was said in it, when the bundle transcribes (the cascade) or Whisper wrote it down at index time.
+    text: Mapped[str | None] = mapped_column(Text)

@@ -47,14 +47,26 @@ class TrainConfig:
     text_lr_scale: float = 1.0
     speech_options: dict = field(default_factory=dict)  # other SpeechEncoderConfig fields (scratch sizes)
     augment_copies: int = 2
+    # What an augmented copy is: "basic" (speed 0.9-1.1 + white noise) or "capture" (room, noise,
+    # band-limit, level/clipping, Opus/MP3 round trip, silence and breaths: training/robust.py).
+    augment: str = "basic"
+    # Share of the clips whose as-recorded version is replaced by an augmented one: robustness
+    # without the cost of a second feature pass when the front end is the slow part.
+    augment_first: float = 0.0
+    # Start the towers from this bundle's weights (same architecture) instead of at random.
+    init_from: str | None = None
     distill_weight: float = 1.0
     time_mask: float = 0.15
     name: str = "stamp-scenes-small"
+    # Cut the text token table to the rows the train captions use (+ <unk>): 49408 rows are most of
+    # a small bundle's bytes, and rows no caption trains stay random anyway.
+    prune_tokens: bool = True
 
 
 _INTS = ("tower_epochs", "speech_epochs", "batch_size", "caption_views", "speech_batch_size", "warmup_steps",
          "trainable_layers", "pool_queries", "augment_copies")
-_FLOATS = ("lr", "speech_lr", "weight_decay", "backbone_lr_scale", "text_lr_scale", "distill_weight", "time_mask")
+_FLOATS = ("lr", "speech_lr", "weight_decay", "backbone_lr_scale", "text_lr_scale", "distill_weight", "time_mask",
+           "augment_first")
 
 
 def resolve_config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
@@ -79,6 +91,10 @@ def _check_config(config: TrainConfig) -> None:
         raise TrainingError("epochs and augment_copies must not be negative")
     if min(config.batch_size, config.speech_batch_size) < 2:
         raise TrainingError("contrastive batches need at least 2 pairs")
+    if config.augment not in ("basic", "capture"):
+        raise TrainingError(f"augment must be basic or capture, not {config.augment!r}")
+    if not 0 <= config.augment_first <= 1:
+        raise TrainingError("augment_first must be in [0, 1]")
     if config.distill_weight < 0 or not 0 <= config.time_mask < 1:
         raise TrainingError("distill_weight must be >= 0 and time_mask in [0, 1)")
 

@@ -33,7 +33,7 @@ from ..types import Progress, ProgressEvent
 from .config import TrainConfig, resolve_config
 from .data import file_sha1, read_manifest, split_data
 from .optim import cpu_state, lr_at, seed_everything, set_lr
-from .speech import train_speech
+from .speech import cache_features, train_speech
 from .towers import train_towers
 
 CHECKPOINT = "checkpoint.pt"
@@ -56,6 +56,20 @@ class TrainReport:
         data = dataclasses.asdict(self)
         data["bundle_dir"] = str(self.bundle_dir)
         return data
+
+
+def cache_speech_features(manifest: str | Path, out_dir: str | Path, *, seed: int = 0, config: TrainConfig | None = None,
+                          device: str | None = None, progress: Progress | None = None, **overrides) -> dict:
+    """Only the speech run's feature cache in out_dir/cache (no towers, no head, no checkpoint).
+
+    A later `train_bundle` into the same out_dir with the same manifest, seed, front end and
+    augmentation reuses it. Returns the cached rows per split and the seconds taken.
+    """
+    config = resolve_config(config, overrides)
+    run = Run(Path(manifest), Path(out_dir), config, seed, None, device, progress)
+    began = time.perf_counter()
+    rows = cache_features(run)
+    return {"cache": str(Path(out_dir) / "cache"), "rows": rows, "seconds": round(time.perf_counter() - began, 1)}
 
 
 def train_bundle(manifest: str | Path, out_dir: str | Path, *, from_bundle: str | Path | None = None, seed: int = 0,

@@ -48,6 +48,24 @@ def train_speech(run: Run, towers: ClipTowers, model_cfg: dict, ckpt: dict | Non
     return encoder, encoder.trainable_state_dict()
 
 
+def cache_features(run: Run) -> dict:
+    """Extract and cache the front-end features of the train (with its augmented copies) and dev clips only.
+
+    The features depend on the clips and the front end, not on the towers or the head, so a
+    recipe can make them while the towers train; the later speech run finds them in its cache.
+    """
+    try:
+        encoder = LearnedSpeechEncoder(SpeechEncoderConfig(frontend=run.config.frontend, embed_dim=16,
+                                                           trainable_layers=run.config.trainable_layers,
+                                                           **run.config.speech_options)).to(run.device)
+    except (SearchEngineError, TypeError) as exc:
+        raise TrainingError(f"cannot build the speech encoder: {exc}") from exc
+    rows = {"train": len(feature_bank(run, encoder, run.train, run.config.augment_copies))}
+    if run.dev:
+        rows["dev"] = len(feature_bank(run, encoder, run.dev, 0))
+    return rows
+
+
 def build_encoder(cfg: TrainConfig, towers: ClipTowers, embed_dim: int) -> LearnedSpeechEncoder:
     """A fresh speech encoder for the run's settings; a text pool starts as a copy of the text tower."""
     try:
@@ -188,13 +206,14 @@ def feature_bank(run: Run, encoder: LearnedSpeechEncoder, data: SplitData, copie
     """
     waves: list[np.ndarray] | None = None
     parts = []
+    augment_first = data.name == "train" and run.config.augment_first > 0  # dev stays as recorded
     for version in range(copies + 1):
         path = _cache_path(run, encoder, data.name, version)
         part = _read_bank(path)
         if part is None:
             waves = waves if waves is not None else load_waves([p.audio for p in data.pairs])
             label = f"{data.name} features, version {version + 1}/{copies + 1}"
-            part = _extract_version(run, encoder, waves, version, label)
+            part = _extract_version(run, encoder, waves, version, label, augment_first)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, functools.partial(torch.save, part.to_dict()))
         parts.append(part)
@@ -211,10 +230,16 @@ def _read_bank(path: Path) -> FeatureBank | None:
 
 
 def _extract_version(run: Run, encoder: LearnedSpeechEncoder, waves: list[np.ndarray], version: int,
-                     label: str) -> FeatureBank:
-    """Version 0 is the clips as recorded; later versions are augmented copies."""
+                     label: str, split_augmented: bool = False) -> FeatureBank:
+    """Version 0 is the clips as recorded (train: a share augment_first of them augmented); later versions
+    are augmented copies."""
+    augment, share = augmentation(run.config.augment), run.config.augment_first
+
     def augmented(i: int, wave: np.ndarray) -> np.ndarray:
-        return augment_wave(wave, _clip_generator(run.seed, i, version))
+        generator = _clip_generator(run.seed, i, version)
+        if version == 0 and float(torch.rand((), generator=generator)) >= share:
+            return wave  # this clip stays as recorded
+        return augment(wave, generator)
 
     done = [0]
 
@@ -222,8 +247,18 @@ def _extract_version(run: Run, encoder: LearnedSpeechEncoder, waves: list[np.nda
         done[0] += n
         run.stage("features", label, done[0], len(waves))
 
-    feats = extract_features(encoder, waves, progress=tick, transform=augmented if version else None)
+    transform = augmented if version or split_augmented else None
+    feats = extract_features(encoder, waves, progress=tick, transform=transform)
     return FeatureBank.from_list(feats, list(range(len(waves))))
+
+
+def augmentation(name: str):
+    """The waveform augmentation of augmented copies: "basic" (speed + white noise) or "capture" (robust.py)."""
+    from .robust import AUGMENTATIONS
+
+    if name not in AUGMENTATIONS:
+        raise TrainingError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name] or augment_wave
 
 
 def _clip_generator(seed: int, clip: int, version: int) -> torch.Generator:
@@ -237,5 +272,9 @@ def _cache_path(run: Run, encoder: LearnedSpeechEncoder, split: str, version: in
     key = {"manifest": run.manifest_sha1, "split": split, "copy": version, "seed": run.seed,
            "frontend": run.config.frontend, "trainable_layers": run.config.trainable_layers,
            "max_seconds": encoder.config.max_seconds}
+    if run.config.augment != "basic" and version:  # basic copies keep the keys they always had
+        key["augment"] = run.config.augment
+    if run.config.augment_first and split == "train" and not version:
+        key.update(augment=run.config.augment, augment_first=run.config.augment_first)
     digest = json.dumps(key, sort_keys=True).encode()
     return run.out_dir / CACHE_DIR / f"features-{split}-{version}-{hashlib.sha1(digest).hexdigest()[:12]}.pt"

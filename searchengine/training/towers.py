@@ -30,16 +30,53 @@ def train_towers(run: Run, ckpt: dict | None) -> tuple[clip.ClipTowers, dict]:
     if run.from_bundle is not None:
         return frozen_towers(run.from_bundle, run.device)
     seed_everything(run.seed, "towers-init")
-    towers = clip.build_custom(run.config.model_cfg, run.device)
+    towers, model_cfg = clip.build_custom(run.config.model_cfg, run.device), run.config.model_cfg
+    if ckpt is not None and ckpt["phase"] != PHASE:  # finished towers, saved after pruning
+        towers, model_cfg = _pruned(run, towers, model_cfg)
+        towers.model.load_state_dict(ckpt["clip"])
+        towers.model.eval()
+        return towers, model_cfg
     start = 0
     if ckpt is not None:
         towers.model.load_state_dict(ckpt["clip"])
-        start = ckpt["epoch"] if ckpt["phase"] == PHASE else run.config.tower_epochs
+        start = ckpt["epoch"]
+    elif run.config.init_from:
+        _start_from(towers, run.config.init_from)
     if start < run.config.tower_epochs:
-        loop = TowerLoop(run, towers, ckpt if ckpt and ckpt["phase"] == PHASE else None)
+        loop = TowerLoop(run, towers, ckpt)
         run.train_epochs(PHASE, loop, start)
+    towers, model_cfg = _pruned(run, towers, model_cfg)
     towers.model.eval()
-    return towers, run.config.model_cfg
+    return towers, model_cfg
+
+
+def _start_from(towers: clip.ClipTowers, name: str) -> None:
+    """Copy a bundle's tower weights in (a token table pruned there is spread back to its token ids)."""
+    try:
+        source = load_bundle(name, device="cpu").towers
+    except SearchEngineError as exc:
+        raise TrainingError(f"--init-from {name}: {exc}") from exc
+    state = {k: v.float() for k, v in source.model.state_dict().items()}
+    table = state.get("token_embedding.weight")
+    target = towers.model.token_embedding.weight
+    if table is not None and table.shape != target.shape and hasattr(source.tokenizer, "token_ids"):
+        full = target.detach().cpu().clone()
+        for row, token in enumerate(source.tokenizer.token_ids):
+            if token >= 0:
+                full[token] = table[row]
+        state["token_embedding.weight"] = full
+    try:
+        towers.model.load_state_dict(state)
+    except RuntimeError as exc:  # another architecture
+        raise TrainingError(f"--init-from {name}: its towers do not fit this model config: "
+                            f"{str(exc).splitlines()[0]}") from exc
+
+
+def _pruned(run: Run, towers: clip.ClipTowers, model_cfg: dict) -> tuple[clip.ClipTowers, dict]:
+    """The towers with the token table cut to the train captions' tokens (+ <unk>) when the run asks."""
+    if not run.config.prune_tokens:
+        return towers, model_cfg
+    return clip.prune_token_table(towers, model_cfg, run.train.texts)
 
 
 def frozen_towers(name: str, device: str) -> tuple[clip.ClipTowers, dict]:

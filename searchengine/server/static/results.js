@@ -32,6 +32,7 @@ function card(hit, rank) {
   Object.assign(li.dataset, { id: hit.id, kind: hit.kind, path: hit.path, rank: rank + 1,
                               score: hit.score.toFixed(4), cosine: hit.cosine.toFixed(4) });
   if (hit.is_query) li.dataset.isQuery = "true";
+  if (hit.start !== undefined) Object.assign(li.dataset, { start: hit.start, end: hit.end });
   li.style.setProperty("--delay", `${Math.min(rank % 50, 12) * 25}ms`);
   const { name } = splitPath(hit.path);
   const action = hit.kind === "image" ? `Find matches for photo ${name}` : `Find photos matching recording ${name}`;
@@ -71,11 +72,26 @@ function cardBody(hit) {
   return body;
 }
 
+/** The player starts at the hit's moment: a media fragment (#t=start,end) seeks there and pauses at its end. */
 function player(hit, name) {
   const audio = el("audio", "player");
-  Object.assign(audio, { controls: true, preload: "none", src: tokenUrl(hit.media_url) });
-  audio.setAttribute("aria-label", `Play ${name}`);
+  const moment = hit.start > 0 ? `#t=${hit.start},${hit.end}` : "";
+  Object.assign(audio, { controls: true, preload: moment ? "metadata" : "none", src: tokenUrl(hit.media_url) + moment });
+  audio.setAttribute("aria-label", moment ? `Play ${name} from ${clock(hit.start)}` : `Play ${name}`);
+  if (moment) {  // a browser that ignores the fragment still starts at the moment
+    audio.addEventListener("loadedmetadata", () => {
+      if (audio.currentTime < hit.start - 0.25) audio.currentTime = hit.start;
+    }, { once: true });
+  }
   return audio;
+}
+
+/** mm:ss (h:mm:ss from an hour on), as the command line shows a moment. */
+function clock(seconds) {
+  const whole = Math.floor(seconds);
+  const [h, m, s] = [Math.floor(whole / 3600), Math.floor((whole % 3600) / 60), whole % 60];
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(s)}` : `${two(m)}:${two(s)}`;
 }
 
 function transcript(hit) {
@@ -93,6 +109,7 @@ function meta(hit) {
   cosine.title = "raw cosine similarity of the embeddings (1 = identical)";
   const facts = hit.kind === "image" ? `${hit.width}×${hit.height}` : `${(hit.duration || 0).toFixed(1)} s`;
   row.append(score, cosine, el("span", "facts", facts));
+  if (hit.kind === "audio" && hit.start > 0) row.append(el("span", "moment", `${clock(hit.start)}–${clock(hit.end)}`));
   return row;
 }
 
@@ -113,18 +130,24 @@ async function drawWaveform(hit) {
     const bytes = await (await mediaBlob(hit)).arrayBuffer();
     decoder ||= new OfflineAudioContext(1, 1, 44100);  // decodes without needing a user gesture
     const buffer = await decoder.decodeAudioData(bytes);
-    paintWave(canvas, buffer.getChannelData(0));
+    paintWave(canvas, buffer.getChannelData(0), hit.start > 0 ? [hit.start / buffer.duration, hit.end / buffer.duration] : null);
   } catch {
     canvas?.classList.add("wave-failed");
   }
 }
 
-function paintWave(canvas, samples) {
+/** The waveform; `range` ([from, to] as fractions of the length) is the hit's moment, shaded behind it. */
+function paintWave(canvas, samples, range = null) {
   if (!canvas?.isConnected) return;
   const ratio = window.devicePixelRatio || 1;
   const width = (canvas.width = Math.max(1, Math.round(canvas.clientWidth * ratio)));
   const height = (canvas.height = Math.max(1, Math.round(canvas.clientHeight * ratio)));
   const ctx = canvas.getContext("2d");
+  if (range) {
+    ctx.fillStyle = getComputedStyle(canvas).getPropertyValue("--moment").trim() || "rgba(255, 190, 60, 0.35)";
+    ctx.fillRect(range[0] * width, 0, Math.max(ratio, (range[1] - range[0]) * width), height);
+    Object.assign(canvas.dataset, { rangeFrom: range[0].toFixed(4), rangeTo: range[1].toFixed(4) });
+  }
   ctx.fillStyle = getComputedStyle(canvas).color;
   const peaks = columnPeaks(samples, Math.floor(width / (3 * ratio)));
   const step = width / peaks.length;

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError as UrlError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from ..errors import ArgumentError, IndexStateError, SearchEngineError, StorageError
@@ -236,3 +237,12 @@ def database_error(where: Path | str, exc: SQLAlchemyError) -> SearchEngineError
         return IndexStateError(f"the metadata database {where} is damaged ({detail}). Move the index "
                                "folder aside and index the media again into a new one.")
     return IndexStateError(f"metadata database {where}: {detail}")
+
+
+def read_in_session(engine: Engine, where: Path | str, work):
+    """work(session)'s result, read in a session of its own; database failures become typed errors."""
+    try:
+        with Session(engine) as s:
+            return work(s)
+    except SQLAlchemyError as exc:
+        raise database_error(where, exc) from exc

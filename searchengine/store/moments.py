@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .database import database_error
+from .database import read_in_session
 from .models import Content, MediaFile, Moment
 
 
@@ -70,11 +69,7 @@ class MomentReader:
         self.engine, self.where = engine, where
 
     def _run(self, work):
-        try:
-            with Session(self.engine) as s:
-                return work(s)
-        except SQLAlchemyError as exc:
-            raise database_error(self.where, exc) from exc
+        return read_in_session(self.engine, self.where, work)
 
     def lookup(self, moment_ids: list[int]) -> dict[int, StoredMoment]:
         """Moments by id (ids whose content was removed meanwhile are absent)."""

@@ -12,10 +12,8 @@ from typing import Iterator
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from .database import database_error
+from .database import read_in_session
 from .metadata import MetadataStore, _store_id, _store_rows
 
 CHUNK = 50_000
@@ -30,11 +28,7 @@ class VectorRows:
         self.vector_column, self.conditions = _store_rows(kind)
 
     def _run(self, work):
-        try:
-            with Session(self.engine) as s:
-                return work(s)
-        except SQLAlchemyError as exc:
-            raise database_error(self.where, exc) from exc
+        return read_in_session(self.engine, self.where, work)
 
     def summary(self) -> tuple[int, int]:
         """(how many rows, the sum of their ids)."""

@@ -24,6 +24,21 @@ def no_transcripts_unless_asked():
         os.environ["SEARCHENGINE_TRANSCRIBE"] = previous
 
 
+@pytest.fixture(autouse=True)
+def thread_pools_put_back():
+    """Each test leaves torch's pool and the thread plan as it found them.
+
+    CLI calls in-process apply a thread plan (searchengine/threads.py); left behind, it would change the
+    pool size of later tests, and training is bit-for-bit repeatable only on the same number of threads."""
+    import torch
+    from searchengine import threads
+
+    pool, plan = torch.get_num_threads(), threads.current()
+    yield
+    torch.set_num_threads(pool)
+    threads._restore(plan)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """Path of a tiny bundle folder shared by the whole session."""

@@ -169,11 +169,10 @@ class Pipeline:
             try:
                 item = future.result()
             except MediaError as exc:
-                item = exc
-            self.model_threads.waited_for_decode(time.perf_counter() - waited)
-            if isinstance(item, MediaError):
-                self.skip(paths, str(item))
+                self.skip(paths, str(exc))
                 continue
+            finally:
+                self.model_threads.waited_for_decode(time.perf_counter() - waited)
             buffer = buffers[item.kind]
             buffer.append(item)
             if len(buffer) >= self.batch_size or sum(i.nbytes for i in buffer) > HELD_BYTES // 2:

@@ -23,9 +23,9 @@ import numpy as np
 from .calibrate import SAMPLE_SIZE, calibrated_scores
 from .errors import QueryError
 from .filters import SearchFilters, make_filters
-from .store.metadata import file_conditions
 from .media import AudioSource, ImageSource, load_audio, load_image
-from .store.metadata import MetadataStore
+from .store.metadata import MetadataStore, file_conditions
+from .store.moments import StoredMoment
 from .store.vectors import VectorStore
 from .types import MOMENT_STORE, TRANSCRIPT_STORE, Hit, Kind, SearchResult, kinds_for
 
@@ -126,7 +126,7 @@ class _Candidate:
     score: float
     cosine: float
     content_id: int
-    moment: int | None = None  # the moment id, when found through the moment store
+    moment: StoredMoment | None = None  # when found through the moment store
 
 
 def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: MetadataStore,
@@ -141,7 +141,7 @@ def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: 
     wanted = options.offset + options.k + 1  # one more than the page, to tell whether more follow
     candidates: list[_Candidate] = []
     moment_store = vectors.get(MOMENT_STORE)
-    split = metadata.moments.split_count() if moment_store is not None and moment_store.count else 0
+    split, most = metadata.moments.spread() if moment_store is not None and moment_store.count else (0, 0)
     for kind in options.kinds:
         # Whole-file vectors of long recordings are passed over (their moments stand for them): fetch as many more.
         extra = split if kind == Kind.AUDIO.value else 0
@@ -151,20 +151,22 @@ def search_stores(query: np.ndarray, vectors: dict[str, VectorStore], metadata: 
             candidates += _store_candidates(query, transcripts, metadata, kind, options, wanted + extra, query_content)
         if kind == Kind.AUDIO.value and split:
             candidates = _without_split_wholes(candidates, metadata)
-            candidates += _moment_candidates(query, moment_store, metadata, options, wanted, query_content)
+            # each recording may fill `most` places before a second recording shows (unless every moment is wanted)
+            per_recording = 1 if options.moments else max(1, most)
+            candidates += _moment_candidates(query, moment_store, metadata, options, wanted * per_recording,
+                                             query_content)
     candidates = _best_per_content(candidates, options.moments)
     # An exact copy of the query is the best match there can be: marked, it leads whatever the
     # calibration of a store too small to measure says.
     candidates.sort(key=lambda c: (c.content_id != query_content, -c.score))
     contents = metadata.lookup([c.content_id for c in candidates], options.filters)
-    moments = metadata.moments.lookup([c.moment for c in candidates if c.moment is not None])
     hits: list[Hit] = []
     for cand in candidates:
         content = contents.get(cand.content_id)  # absent when removed after the vectors were loaded
         if content is None or (options.min_score is not None and cand.score < options.min_score):
             continue
         is_query = True if cand.content_id == query_content else None
-        start, end, said = _span(content, moments.get(cand.moment) if cand.moment is not None else None)
+        start, end, said = _span(content, cand.moment)
         hits.extend(Hit(stored.id, stored.path, content.kind, cand.score, cosine=cand.cosine,
                         transcript=said, width=content.width, height=content.height,
                         duration=content.duration, time=stored.time, is_query=is_query, start=start, end=end)
@@ -187,7 +189,7 @@ def _best_per_content(candidates: list[_Candidate], every_moment: bool = False) 
     and a long one by its best moment (every_moment: one per moment)."""
     best: dict[tuple, _Candidate] = {}
     for cand in candidates:
-        key = (cand.content_id, cand.moment if every_moment else None)
+        key = (cand.content_id, cand.moment.id if every_moment and cand.moment else None)
         held = best.get(key)
         if held is None or (cand.score, cand.cosine) > (held.score, held.cosine):  # stores too small to calibrate tie
             best[key] = cand
@@ -202,22 +204,12 @@ def _without_split_wholes(candidates: list[_Candidate], metadata: MetadataStore)
 
 def _moment_candidates(query: np.ndarray, store: VectorStore, metadata: MetadataStore, options: SearchOptions,
                        wanted: int, query_content: int | None) -> list[_Candidate]:
-    """The best moments of the recordings the filters allow: enough to reach `wanted` recordings when
-    each may have many, with calibrated scores over the moment store."""
+    """The best `wanted` moments of the recordings the filters allow, with calibrated scores over the moment store."""
     among = metadata.moments.matching(file_conditions(options.filters)) if options.filters else None
-    own = {m.id for m in metadata.moments.of_content(query_content)} if query_content is not None else set()
-    leave_out = own if options.exclude_query else set()
-    if among is not None and leave_out:
-        among = among[~np.isin(among, list(leave_out))]
-    per_recording = 1 if options.moments else max(1, metadata.moments.most_per_content())
-    cosines, ids = store.search(query, wanted * per_recording + len(leave_out), among)
-    keep = (ids[0] >= 0) & ~np.isin(ids[0], list(leave_out))
-    cosines, ids = cosines[0][keep], ids[0][keep]
-    sample_ids, sample = store.sample(SAMPLE_SIZE)
-    typical = ~np.isin(sample_ids, list(own))  # the query's own moments are no typical moments
-    scores = calibrated_scores(cosines, ids, sample[typical] @ query[0], sample_ids[typical], store.count)
+    own = [m.id for m in metadata.moments.of_content(query_content)] if query_content is not None else []
+    scores, cosines, ids = _nearest(query, store, wanted, among, own if options.exclude_query else [], own)
     found = metadata.moments.lookup(ids.tolist())
-    return [_Candidate(float(s), float(c), found[int(i)].content_id, int(i))
+    return [_Candidate(float(s), float(c), found[int(i)].content_id, found[int(i)])
             for s, c, i in zip(scores, cosines, ids) if int(i) in found]
 
 
@@ -225,17 +217,25 @@ def _store_candidates(query: np.ndarray, store: VectorStore, metadata: MetadataS
                       options: SearchOptions, wanted: int, query_content: int | None) -> list[_Candidate]:
     """The store's best `wanted` contents among those the filters allow, with calibrated scores."""
     among = metadata.matching_contents(kind, options.filters) if options.filters else None
-    leave_out = query_content if options.exclude_query else None
-    if among is not None and leave_out is not None:
-        among = among[among != leave_out]
-    extra = 1 if leave_out is not None and among is None else 0  # room for the query's own content
+    own = [query_content] if query_content is not None else []
+    scores, cosines, ids = _nearest(query, store, wanted, among, own if options.exclude_query else [], own)
+    return [_Candidate(float(s), float(c), int(i)) for s, c, i in zip(scores, cosines, ids)]
+
+
+def _nearest(query: np.ndarray, store: VectorStore, wanted: int, among: np.ndarray | None, leave_out: list[int],
+             own: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(calibrated scores, cosines, ids) of the store's best `wanted` ids among `among` (None: all), `leave_out`
+    left out; `own` (the query's own ids) is no typical item of the store, so the calibration sample drops it."""
+    if among is not None and leave_out:
+        among = among[~np.isin(among, leave_out)]
+    extra = len(leave_out) if among is None else 0  # room for the ids left out after the search
     cosines, ids = store.search(query, wanted + extra, among)
-    keep = (ids[0] >= 0) & (ids[0] != leave_out if leave_out is not None else True)
+    keep = (ids[0] >= 0) & ~np.isin(ids[0], leave_out)
     cosines, ids = cosines[0][keep], ids[0][keep]
     sample_ids, sample = store.sample(SAMPLE_SIZE)
-    typical = sample_ids != query_content if query_content is not None else slice(None)  # the query is no typical item
+    typical = ~np.isin(sample_ids, own) if own else slice(None)  # a mask copies the sample: only when needed
     scores = calibrated_scores(cosines, ids, sample[typical] @ query[0], sample_ids[typical], store.count)
-    return [_Candidate(float(s), float(c), int(i)) for s, c, i in zip(scores, cosines, ids)]
+    return scores, cosines, ids
 
 
 def query_paths(metadata: MetadataStore, content_id: int | None) -> tuple[str, ...]:

@@ -6,7 +6,6 @@ A real race on a real SQLite file: processes forked after a barrier all create o
 from __future__ import annotations
 
 import multiprocessing as mp
-from pathlib import Path
 
 import pytest
 

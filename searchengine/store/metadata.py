@@ -323,8 +323,7 @@ class MetadataStore:
         counts = {}
         with Session(self.engine) as s:
             for store in VECTOR_STORES:
-                table = Moment if store == MOMENT_STORE else Content
-                counts[store] = s.scalar(select(func.count()).select_from(table).where(*_store_rows(store)[1]))
+                counts[store] = s.scalar(select(func.count(_store_id(store))).where(*_store_rows(store)[1]))
         return counts
 
     @_guarded

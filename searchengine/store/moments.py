@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from .database import read_in_session
-from .models import Content, MediaFile, Moment
+from .models import MediaFile, Moment
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,11 @@ class StoredMoment:
 
 def insert_for(s: Session, content_id: int, moments) -> list[int]:
     """Add a content's moments (inside the caller's transaction); their new ids in order."""
-    ids = []
-    for m in moments:
-        row = Moment(content_id=content_id, start=float(m.start), end=float(m.end),
-                     vector=np.asarray(m.vector, dtype=np.float32).tobytes(), text=m.text)
-        s.add(row)
-        s.flush()
-        ids.append(row.id)
-    return ids
+    rows = [{"content_id": content_id, "start": float(m.start), "end": float(m.end),
+             "vector": np.asarray(m.vector, dtype=np.float32).tobytes(), "text": m.text} for m in moments]
+    if not rows:
+        return []
+    return list(s.scalars(insert(Moment).returning(Moment.id, sort_by_parameter_order=True), rows))
 
 
 def delete_for(s: Session, content_ids: list[int]) -> list[int]:
@@ -87,14 +84,11 @@ class MomentReader:
         query = select(Moment.content_id).where(Moment.content_id.in_(content_ids)).distinct()
         return self._run(lambda s: set(s.scalars(query)))
 
-    def split_count(self) -> int:
-        """How many contents have moments."""
-        return self._run(lambda s: s.scalar(select(func.count(func.distinct(Moment.content_id)))) or 0)
-
-    def most_per_content(self) -> int:
-        """The most moments any one content has (0 without moments)."""
+    def spread(self) -> tuple[int, int]:
+        """(how many contents have moments, the most moments any one has), in one pass; (0, 0) without moments."""
         counts = select(func.count().label("n")).select_from(Moment).group_by(Moment.content_id).subquery()
-        return self._run(lambda s: s.scalar(select(func.max(counts.c.n))) or 0)
+        row = self._run(lambda s: s.execute(select(func.count(), func.max(counts.c.n))).one())
+        return int(row[0] or 0), int(row[1] or 0)
 
     def matching(self, conditions: list) -> np.ndarray:
         """Ids of the moments of contents that at least one file matching `conditions` holds."""

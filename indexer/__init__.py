@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from searchengine.store.metadata import FileLink, MetadataStore
 from searchengine.store.vectors import VectorStore
+from searchengine.threads import current, plan_for
 from searchengine.types import IndexReport, Kind, Progress
 
 from .pipeline import Pipeline
@@ -36,7 +37,8 @@ def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle
     found = walk(roots, progress)
     store = StoreView(metadata.file_states(), metadata.skip_states(), {s.path: s.reason for s in metadata.skipped()},
                       metadata.known_keys)
-    plan = make_plan(found, store, prune)
+    budget = current().budget if current() else None  # a --threads cap holds for hashing too
+    plan = make_plan(found, store, prune, hash_workers=plan_for("index", budget).decode)
     writer = Writer(metadata, vectors, commit_rows=commit_rows_for(plan.embed_count))
     links = [FileLink(c.path, digest, c.kind.value, c.size, c.mtime_ns) for c, digest in plan.link]
     writer.write(links=links, removed=plan.removed + plan.forgotten, skips=plan.new_skips)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -48,15 +49,20 @@ class StoreView:
     known_keys: Callable[[list[tuple[str, str]]], set[tuple[str, str]]]
 
 
-def make_plan(found: Walk, store: StoreView, prune: bool = False) -> Plan:
-    """(size, mtime) first, then the content hash; removals only where the walk looked (or with prune)."""
+def make_plan(found: Walk, store: StoreView, prune: bool = False, hash_workers: int = 1) -> Plan:
+    """(size, mtime) first, then the content hash; removals only where the walk looked (or with prune).
+
+    hash_workers: files hashed side by side (hashlib and file reads release the GIL, so a first run over a
+    large folder is not one core reading one file at a time).
+    """
     plan = Plan()
     _plan_removals(plan, found, store, prune)
     for problem in found.problems:
         _plan_problem(plan, problem)
     pending: dict[ContentKey, list[Candidate]] = defaultdict(list)
-    for cand in found.candidates:
-        _plan_one(plan, cand, store, pending)
+    changed = [c for c in found.candidates if not _settled(plan, c, store)]
+    for cand, digest in zip(changed, _hashes(changed, hash_workers)):
+        _plan_changed(plan, cand, digest, store, pending)
     known = store.known_keys([(digest, kind.value) for digest, kind in pending])
     for (digest, kind), cands in pending.items():
         if (digest, kind.value) in known:
@@ -88,23 +94,41 @@ def _plan_problem(plan: Plan, problem: Problem) -> None:
     plan.new_skips.append((problem.path, problem.reason, problem.size, problem.mtime_ns))
 
 
-def _plan_one(plan: Plan, cand: Candidate, store: StoreView, pending) -> None:
+def _settled(plan: Plan, cand: Candidate, store: StoreView) -> bool:
+    """Whether (size, mtime) alone decide the path: unchanged since indexed, or still the file skipped before."""
     state = store.states.get(cand.path)
     if state is not None and (state.size, state.mtime_ns) == (cand.size, cand.mtime_ns):
         plan.unchanged += 1
-        return
+        return True
     if store.skip_states.get(cand.path) == (cand.size, cand.mtime_ns):
         plan.skipped.append(Skipped(cand.path, store.skip_reasons[cand.path]))
-        return
-    try:
-        digest = content_hash(cand.path)
-    except FileNotFoundError:
+        return True
+    return False
+
+
+def _hashes(cands: list[Candidate], workers: int) -> list[str | OSError]:
+    """Each candidate's content hash, or the OSError that stopped reading it; in the candidates' order."""
+    def one(cand: Candidate) -> str | OSError:
+        try:
+            return content_hash(cand.path)
+        except OSError as exc:
+            return exc
+
+    if workers <= 1 or len(cands) < 2:
+        return [one(c) for c in cands]
+    with ThreadPoolExecutor(min(workers, len(cands)), thread_name_prefix="hash") as pool:
+        return list(pool.map(one, cands))
+
+
+def _plan_changed(plan: Plan, cand: Candidate, digest: str | OSError, store: StoreView, pending) -> None:
+    if isinstance(digest, FileNotFoundError):
         return  # deleted since the walk: the next run removes it if it was indexed
-    except OSError as exc:
-        reason = f"unreadable: {exc.strerror or exc}"
+    if isinstance(digest, OSError):
+        reason = f"unreadable: {digest.strerror or digest}"
         plan.skipped.append(Skipped(cand.path, reason))
         plan.new_skips.append((cand.path, reason, cand.size, cand.mtime_ns))
         return
+    state = store.states.get(cand.path)
     if state is not None and state.content_hash == digest:
         plan.touched.append(cand)
         plan.unchanged += 1

@@ -30,7 +30,6 @@ import string
 import sys
 from pathlib import Path
 
-import numpy as np
 
 THRESHOLDS = (None, -1.0, -0.5, -0.3, 0.0, 0.3, 0.5, 1.0)
 FIXED_NONSENSE = ("asdkjh qwe", "qwerty uiop", "zxcv bnm", "lorem ipsum dolor", "xkcd fhqwhgads", "aaaa bbbb")

@@ -35,6 +35,7 @@ from statistics import NormalDist
 import numpy as np
 
 SAMPLE_SIZE = 1024
+HILL_FROM = 100  # degrees of freedom from which Hill's closed form replaces the tail integral
 MIN_OTHERS = 2  # a standard deviation needs two values to compare a hit with
 _SMALLEST_TAIL = 1e-300  # beyond this the normal quantile is ~37: far past any threshold
 _NORMAL = NormalDist()
@@ -59,7 +60,7 @@ def standing_out(cosines: np.ndarray, ids: np.ndarray, sample_cosines: np.ndarra
     cosines = np.asarray(cosines, dtype=np.float64)
     sample = np.asarray(sample_cosines, dtype=np.float64)
     n, total, squares = sample.size, sample.sum(), np.square(sample).sum()
-    in_sample = np.isin(np.asarray(ids), np.asarray(sample_ids))
+    in_sample = members(ids, sample_ids)
     # The sums without the hit's own cosine where the hit is one of the sampled vectors.
     m = np.where(in_sample, n - 1, n).astype(np.float64)
     measurable = m >= MIN_OTHERS
@@ -70,13 +71,33 @@ def standing_out(cosines: np.ndarray, ids: np.ndarray, sample_cosines: np.ndarra
     return np.where(measurable, t_to_normal((cosines - mean) / spread, m - 1), 0.0)
 
 
+def members(values, pool) -> np.ndarray:
+    """np.isin(values, pool) for the few ids of a page of hits: by binary search (np.isin hashes both arrays
+    first, 0.2 ms a call, as much as the index takes to answer a query)."""
+    values, pool = np.asarray(values), np.sort(np.asarray(pool).ravel())
+    if pool.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    return pool[np.searchsorted(pool, values).clip(max=pool.size - 1)] == values
+
+
 def t_to_normal(t: np.ndarray, dof: np.ndarray) -> np.ndarray:
     """The standard normal deviate with the same upper tail probability as Student's t with `dof`."""
     t, dof = np.broadcast_arrays(np.asarray(t, dtype=np.float64), np.asarray(dof, dtype=np.float64))
-    out = np.empty(t.shape)
-    for i, (ti, nu) in enumerate(zip(t.ravel(), dof.ravel())):
-        out.flat[i] = _normal_upper_quantile(t_upper_tail(float(ti), float(nu)))
+    out = _hill(t, dof)  # every store of more than HILL_FROM vectors: all of a search's hits at once
+    for i in np.flatnonzero(dof.ravel() < HILL_FROM):
+        out.flat[i] = _normal_upper_quantile(t_upper_tail(float(t.flat[i]), float(dof.flat[i])))
     return out
+
+
+def _hill(t: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Hill's normal deviate for Student's t (Algorithm 395, 1970), vectorised: from 100 degrees of freedom
+    within 3e-9 of the exact value for |t| <= 12 (and closer than the tail integral beyond), at a 20th of its
+    time, which was a third of a search's own work."""
+    a = np.maximum(dof, 1.0) - 0.5
+    b = 48 * a * a
+    z = np.sqrt(a * np.log1p(t * t / np.maximum(dof, 1.0)))
+    z = z + (z ** 3 + 3 * z) / b - (4 * z ** 7 + 33 * z ** 5 + 240 * z ** 3 + 855 * z) / (10 * b * (b + 0.8 * z ** 4 + 100))
+    return np.sign(t) * z
 
 
 def t_upper_tail(t: float, dof: float) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import SAMPLE_SIZE, calibrated_scores
+from .calibrate import SAMPLE_SIZE, calibrated_scores, members
 from .errors import QueryError
 from .filters import SearchFilters, make_filters
 from .media import AudioSource, ImageSource, load_audio, load_image
@@ -227,13 +227,13 @@ def _nearest(query: np.ndarray, store: VectorStore, wanted: int, among: np.ndarr
     """(calibrated scores, cosines, ids) of the store's best `wanted` ids among `among` (None: all), `leave_out`
     left out; `own` (the query's own ids) is no typical item of the store, so the calibration sample drops it."""
     if among is not None and leave_out:
-        among = among[~np.isin(among, leave_out)]
+        among = among[~members(among, leave_out)]
     extra = len(leave_out) if among is None else 0  # room for the ids left out after the search
     cosines, ids = store.search(query, wanted + extra, among)
-    keep = (ids[0] >= 0) & ~np.isin(ids[0], leave_out)
+    keep = (ids[0] >= 0) & ~members(ids[0], leave_out)
     cosines, ids = cosines[0][keep], ids[0][keep]
     sample_ids, sample = store.sample(SAMPLE_SIZE)
-    typical = ~np.isin(sample_ids, own) if own else slice(None)  # a mask copies the sample: only when needed
+    typical = ~members(sample_ids, own) if own else slice(None)  # a mask copies the sample: only when needed
     scores = calibrated_scores(cosines, ids, sample[typical] @ query[0], sample_ids[typical], store.count)
     return scores, cosines, ids
 

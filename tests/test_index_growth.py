@@ -4,6 +4,7 @@ with the database by what a crash left undone; the metadata's orphan check follo
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -220,3 +221,23 @@ def test_index_type_override_and_status(tmp_path, tiny_bundle, media_dir):
         assert "Flat" in index.status().index_type and "IVF" not in index.status().index_type
     assert CliRunner().invoke(cli, ["index", str(media_dir), "--index", str(index_dir),
                                     "--index-type", "hnsw"]).exit_code == 2
+
+
+def test_hashing_side_by_side_plans_exactly_what_one_thread_plans(tmp_path):
+    """Files hashed on several threads: the same contents, duplicates grouped, the unreadable one skipped."""
+    from indexer.plan import StoreView, make_plan
+    from indexer.walk import walk
+
+    for i in range(12):
+        (tmp_path / f"p{i}.jpg").write_bytes(b"\xff\xd8" + bytes([i % 5]) * 4000)  # 5 distinct bodies
+    locked = tmp_path / "locked.jpg"
+    locked.write_bytes(b"\xff\xd8secret")
+    locked.chmod(0)
+    store = StoreView({}, {}, {}, lambda keys: set())
+    try:
+        plans = [make_plan(walk([tmp_path]), store, hash_workers=n) for n in (1, 4)]
+    finally:
+        locked.chmod(0o600)
+    groups = [{key: sorted(c.path for c in cands) for key, cands in p.embed.items()} for p in plans]
+    assert groups[0] == groups[1] and len(groups[0]) == (5 if os.geteuid() else 6)
+    assert [s.path for s in plans[0].skipped] == [s.path for s in plans[1].skipped]

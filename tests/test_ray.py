@@ -182,16 +182,19 @@ def free_port() -> int:
 @pytest.fixture
 def ray_head(tmp_path):
     """A Ray cluster of one head node, started as an operator starts one (token authentication on)."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    # A loaded CI machine can take longer than the client's first 5 s to answer a new client: give it 20.
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "20"}
     client_port = free_port()
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                f"--port={free_port()}", f"--ray-client-server-port={client_port}", "--num-cpus=2",
                "--include-dashboard=false", f"--object-store-memory={128 << 20}", "--disable-usage-stats"]
     with open(tmp_path / "head.log", "w") as log:
-        head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        head = subprocess.Popen(command, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
-        while not _accepts(client_port):
+        # Up when `ray start` says so (the client port accepts earlier, before the cluster can serve a client).
+        while not (_accepts(client_port) and "Ray runtime started" in (tmp_path / "head.log").read_text()):
             assert head.poll() is None and time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-2000:]
             time.sleep(0.5)
         yield f"ray://127.0.0.1:{client_port}", env

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Float, and_, cast, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..errors import SearchEngineError
 from ..filters import SearchFilters
 from ..types import MOMENT_STORE, TRANSCRIPT_STORE, VECTOR_STORES, BundleInfo, Skipped
-from . import migrate, moments
-from .batches import contents_of_paths, file_ids
+from . import hits, migrate, moments
+from .batches import content_ids, contents_of_paths, file_ids
+from .hits import StoredContent, file_conditions
 from .database import database_error, label, server_engine, sqlite_engine
 from .models import BundleRecord, Content, MediaFile, Moment, SkippedFile
 
@@ -57,51 +58,6 @@ class FileLink:
     size: int
     mtime_ns: int
     captured_at: float | None = None
-
-
-@dataclass(frozen=True)
-class StoredPath:
-    """A file holding a content: its id, path, and its time (capture time, else modification time)."""
-
-    id: int
-    path: str
-    time: float
-
-
-@dataclass(frozen=True)
-class StoredContent:
-    """A content row joined with every path that holds it (every path a search's filters let through)."""
-
-    id: int
-    kind: str
-    paths: tuple[StoredPath, ...]
-    width: int | None
-    height: int | None
-    duration: float | None
-    transcript: str | None
-
-
-# A file's time for date filters: when the photo was taken, else when the file was last written.
-FILE_TIME = func.coalesce(MediaFile.captured_at, cast(MediaFile.mtime_ns, Float) / 1e9)
-
-
-def file_conditions(filters: SearchFilters | None) -> list:
-    """SQL conditions on `files` rows for a search's filters (none for no filters)."""
-    if not filters:
-        return []
-    conditions = []
-    if filters.under:
-        conditions.append(or_(*[or_(MediaFile.path == folder,
-                                    MediaFile.path.startswith(folder.rstrip("/") + "/", autoescape=True))
-                                for folder in filters.under]))
-    if filters.since is not None:
-        conditions.append(FILE_TIME >= filters.since)
-    if filters.until is not None:
-        conditions.append(FILE_TIME < filters.until)
-    if filters.suffixes:
-        lowered = func.lower(MediaFile.path)
-        conditions.append(or_(*[lowered.endswith(suffix, autoescape=True) for suffix in filters.suffixes]))
-    return conditions
 
 
 def _blob(vector: np.ndarray | None) -> bytes | None:
@@ -229,15 +185,18 @@ class MetadataStore:
         return added, orphans
 
     def _insert_contents(self, s: Session, contents: list[NewContent]) -> dict[str, list[int]]:
-        """Insert the batch's contents in one multi-row statement; their new ids by store, in batch order."""
+        """Insert the batch's contents in one executemany; their new ids by store, in batch order (read back by
+        (hash, kind): INSERT ... RETURNING in input order costs SQLite one statement per row)."""
         added: dict[str, list[int]] = defaultdict(list)
         if not contents:
             return {}
         rows = [{"content_hash": c.content_hash, "kind": c.kind, "width": c.width, "height": c.height,
                  "duration": c.duration, "transcript": c.transcript, "warning": c.warning,
                  "vector": _blob(c.vector), "text_vector": _blob(c.text_vector)} for c in contents]
-        ids = s.scalars(insert(Content).returning(Content.id, sort_by_parameter_order=True), rows).all()
-        for c, row_id in zip(contents, ids):
+        s.execute(insert(Content.__table__), rows)  # Core: the ORM's bulk path adds a third
+        ids = content_ids(s, [c.content_hash for c in contents])
+        for c in contents:
+            row_id = ids[(c.content_hash, c.kind)]
             added[c.kind].append(row_id)
             if c.text_vector is not None:
                 added[TRANSCRIPT_STORE].append(row_id)
@@ -248,9 +207,7 @@ class MetadataStore:
     def _link_files(self, s: Session, links: list[FileLink]) -> None:
         if not links:
             return
-        hashes = {link.content_hash for link in links}
-        query = select(Content.content_hash, Content.kind, Content.id).where(Content.content_hash.in_(hashes))
-        ids = {(h, k): i for h, k, i in s.execute(query)}
+        ids = content_ids(s, {link.content_hash for link in links})
         existing = file_ids(s, [link.path for link in links])
         now = time.time()
         new, changed = [], []
@@ -262,7 +219,7 @@ class MetadataStore:
             else:
                 new.append(row)
         if new:  # executemany of one prepared statement each, not an ORM object per row
-            s.execute(insert(MediaFile), new)
+            s.execute(insert(MediaFile.__table__), new)
         if changed:
             s.execute(update(MediaFile), changed)
 
@@ -335,23 +292,7 @@ class MetadataStore:
     @_guarded
     def lookup(self, content_ids: list[int], filters: SearchFilters | None = None) -> dict[int, StoredContent]:
         """Contents by id, each with its paths (those `filters` let through); ids that vanished are absent."""
-        if not content_ids:
-            return {}
-        # One round trip on a plain connection, only the columns a hit shows (not ORM objects carrying the
-        # vector BLOBs): each content with its paths that pass the filters (none: a row of NULLs).
-        shown = (Content.id, Content.kind, Content.width, Content.height, Content.duration, Content.transcript)
-        held = and_(MediaFile.content_id == Content.id, *file_conditions(filters))
-        query = (select(*shown, MediaFile.id.label("file_id"), MediaFile.path, FILE_TIME.label("when"))
-                 .outerjoin(MediaFile, held).where(Content.id.in_(content_ids)).order_by(Content.id, MediaFile.path))
-        paths: dict[int, list[StoredPath]] = defaultdict(list)
-        rows: dict[int, tuple] = {}
-        with self.engine.connect() as s:
-            for row in s.execute(query):
-                rows[row.id] = row
-                if row.file_id is not None:
-                    paths[row.id].append(StoredPath(row.file_id, row.path, row.when))
-        return {cid: StoredContent(cid, r.kind, tuple(paths[cid]), r.width, r.height, r.duration, r.transcript)
-                for cid, r in rows.items()}
+        return hits.lookup(self.engine, content_ids, filters)
 
     @_guarded
     def matching_contents(self, kind: str, filters: SearchFilters) -> np.ndarray:

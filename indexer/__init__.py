@@ -53,7 +53,7 @@ def index_paths(metadata: MetadataStore, vectors: dict[str, VectorStore], bundle
         else:
             from .distributed import embed_on_ray  # Ray loads only for the runs that ask for it
 
-            embed_on_ray(plan.embed, pipeline, replace(ray, whisper=whisper))
+            embed_on_ray(plan.embed, pipeline, replace(ray, whisper=whisper, moments_after=pipeline.moments_after))
     finally:
         writer.flush()
     return _report(plan, pipeline)

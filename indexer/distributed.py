@@ -60,6 +60,7 @@ class RayOptions:
     batch_sizes: dict[str, int] = field(default_factory=dict)
     load_kwargs: dict = field(default_factory=dict)
     whisper: str | None = None  # workers write down recordings with it (index_paths decides)
+    moments_after: float | None = None  # workers cut longer recordings into moments (index_paths decides)
     local_resources: dict = field(default_factory=dict)
 
 
@@ -219,8 +220,8 @@ def _start_actors(ray, info: BundleInfo, options: RayOptions) -> list:
     count, num_cpus, num_gpus = actor_shape(ray.nodes(), options.workers, use_gpus)
     actor_class = ray.remote(EmbedWorker).options(
         num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1, max_task_retries=TASK_RETRIES)
-    actors = [actor_class.remote(info.source, options.load_kwargs, max(1, int(num_cpus)), options.whisper)
-              for _ in range(count)]
+    actors = [actor_class.remote(info.source, options.load_kwargs, max(1, int(num_cpus)), options.whisper,
+                                 options.moments_after) for _ in range(count)]
     try:
         _check_ready(ray, actors, info)
     except BaseException:

@@ -54,10 +54,12 @@ class Collected:
 class EmbedWorker:
     """One per Ray actor: loads the bundle once, then embeds the batches it is sent, one at a time."""
 
-    def __init__(self, bundle_ref: str, load_kwargs: dict, threads: int, whisper: str | None = None):
+    def __init__(self, bundle_ref: str, load_kwargs: dict, threads: int, whisper: str | None = None,
+                 moments_after: float | None = None):
         from searchengine.bundles.bundle import load_bundle  # in the worker process, not at import
 
-        self.threads, self.whisper = threads, whisper
+        # the driver's threshold, not the worker's own setting: the index must not depend on where it ran
+        self.threads, self.whisper, self.moments_after = threads, whisper, moments_after
         self.bundle, self.error = None, None
         try:
             self.bundle = load_bundle(bundle_ref, **load_kwargs)
@@ -71,7 +73,8 @@ class EmbedWorker:
     def embed(self, jobs: list[Job]) -> Outcome:
         """Decode and encode one batch (ideally of one kind); decode failures come back as reasons."""
         sink = Collected()
-        pipeline = Pipeline(self.bundle, sink, batch_size=len(jobs), workers=self.threads, whisper=self.whisper)
+        pipeline = Pipeline(self.bundle, sink, batch_size=len(jobs), workers=self.threads, whisper=self.whisper,
+                            moments_after=self.moments_after)
         groups = {(job.digest, job.path.kind): [job.path] for job in jobs}
         pipeline.run(groups, {job.digest: job.data for job in jobs if job.data is not None})
         shipped = {job.path.path for job in jobs if job.data is not None}

@@ -16,13 +16,15 @@ Writer = Callable[[Path], None]
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, fsync: bool = False) -> Path:
+def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, fsync: bool = False,
+                 size_hint: int = 0) -> Path:
     """Write `data` (bytes, text, or a function that writes a given path) beside `path`, then rename.
 
     The temporary name is hidden and unique per call, so concurrent writers of one target never
     share a temp file; the last rename wins whole. `fsync` flushes the bytes to disk before the
     rename (for files that must survive a power cut, not only a crash of this process). A full
-    disk raises StorageError and leaves `path` as it was.
+    disk raises StorageError and leaves `path` as it was; `size_hint` is what a function is about to
+    write, for that error's message.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
@@ -38,7 +40,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Writer, *, fsync: 
         os.replace(tmp, path)
     except OSError as exc:
         if exc.errno in NO_SPACE:
-            raise no_space(path.parent, 0 if callable(payload) else len(memoryview(payload).cast("B")), exc) from exc
+            raise no_space(path.parent, size_hint if callable(payload) else len(memoryview(payload).cast("B")), exc) from exc
         raise
     finally:
         tmp.unlink(missing_ok=True)

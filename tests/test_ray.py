@@ -152,6 +152,18 @@ def test_a_worker_decodes_shipped_bytes_without_the_path(tiny_bundle, media):
     assert path == "/nowhere/x.png" and "'/nowhere/x.png'" in reason and "BytesIO" not in reason
 
 
+def test_a_worker_cuts_moments_at_the_drivers_threshold_not_its_own(tiny_bundle, tmp_path, monkeypatch):
+    """The driver resolves the threshold (flag or setting) and sends it: a worker's own environment does not count."""
+    data = write_wav(tmp_path / "memo.wav", tone(4, 12.0)).read_bytes()
+    memo = Candidate("/nowhere/memo.wav", Kind.AUDIO, len(data), 0)
+    monkeypatch.setenv("SEARCHENGINE_MOMENTS_AFTER", "60")  # what the worker's machine would say
+    cut = EmbedWorker(str(tiny_bundle), {"device": "cpu"}, threads=1, moments_after=5.0).embed([Job("d1", memo, data)])
+    [content] = cut.contents
+    assert content.moments and content.moments[-1].end == pytest.approx(12.0)
+    whole = EmbedWorker(str(tiny_bundle), {"device": "cpu"}, threads=1, moments_after=20.0).embed([Job("d1", memo, data)])
+    assert whole.contents[0].moments == ()
+
+
 def index_command(media: Path, index: Path, bundle: Path, *ray_args: str, env: dict | None = None) -> dict:
     """Run `searchengine index ... --json` in its own process; its stdout must be the JSON summary alone."""
     cli = Path(sys.executable).with_name("searchengine")

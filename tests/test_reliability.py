@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import sqlite3
+from pathlib import Path
 
 import pytest
 from media_factory import make_image, tone, write_wav
@@ -137,11 +138,12 @@ def test_a_half_made_schema_from_an_older_engine_is_repaired(tmp_path):
 def test_a_full_disk_while_saving_vectors_is_a_storage_error_and_keeps_the_old_file(built, media_dir, monkeypatch):
     before = (built / "image.faiss").read_bytes()
 
-    def full(out, payload):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    from searchengine.store import vectors
+
+    write_base = vectors._write_base  # FAISS streams the base through Python: here into a device that is always full
 
     make_image(media_dir / "photos" / "new.png", 9)
-    monkeypatch.setattr("searchengine.fileio._write_all", full)
+    monkeypatch.setattr(vectors, "_write_base", lambda index, epoch, _path: write_base(index, epoch, Path("/dev/full")))
     with open_index(built) as index, pytest.raises(errors.StorageError, match=r"needs about .* free"):
         index.index([media_dir])
     monkeypatch.undo()
@@ -357,3 +359,17 @@ def test_a_damaged_current_file_falls_back_to_the_only_generation(built, media_d
     (built / "gen-2").mkdir()
     with pytest.raises(errors.IndexStateError, match="gen-1, gen-2"):
         open_index(built)
+
+
+def test_a_failed_write_inside_faiss_reaches_python_as_the_disks_own_error():
+    """FAISS's own file writer only logs a failed write; the base goes through Python's file instead."""
+    import faiss
+    import numpy as np
+
+    from searchengine.store.vectors import _write_base
+
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(64))
+    index.add_with_ids(np.ones((500, 64), np.float32), np.arange(500))  # 128 KB: the error comes mid-index
+    with pytest.raises(OSError) as caught:
+        _write_base(index, b"e" * 16, Path("/dev/full"))
+    assert caught.value.errno == errno.ENOSPC

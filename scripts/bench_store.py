@@ -8,8 +8,8 @@ with noise (embeddings cluster; uniform random vectors do not, and would underst
 They go through indexer.writer.Writer in batches of `--batch`, into SQLite and FAISS, exactly as an
 index run writes them (model time excluded). Printed as one JSON object:
 
-- build: seconds per 10 k rows for the 10 k rows ending at each size, and each index type change
-  (training) with its seconds;
+- build: seconds per 10 k rows at each size (the median of the 3 blocks of 10 k rows ending there; the
+  first block is written into 3 fresh stores), and each index type change (training) with its seconds;
 - at the largest size: appending 10 k more rows (rows/s), opening after a clean close and after a
   crash that lost the last 10 k rows' FAISS changes (seconds), single-query p50 on `--threads` threads
   for raw FAISS and for the engine's search_stores (calibration and metadata join included) on the same
@@ -30,6 +30,7 @@ import functools
 import gc
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from searchengine.types import BundleInfo
 
 CENTRES = 4096
 BLOCK = 10_000
+REPEATS = 3  # blocks of BLOCK rows timed at each size
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,21 +104,34 @@ def write_rows(writer: Writer, held: int, rows: int, dim: int, size: int, types:
 
 
 def build(folder: Path, sizes: list[int], dim: int, size: int, queries: int, nprobes: list[int]) -> tuple:
-    """Seconds per 10 k rows at each size, the index type changes, and search figures at each size."""
+    """Seconds per 10 k rows at each size (the median of the REPEATS blocks ending there: one 1-s block
+    swung by 1.5x between runs on a quiet machine), the index type changes, and search figures at each size."""
     gen = open_generation(folder, dim)
     writer = Writer(gen.metadata, gen.vectors, commit_rows=GATHER_ROWS)
     held, per_10k, types, searches = 0, {}, [], {}
     for target in sizes:
-        if target - BLOCK > held:
-            write_rows(writer, held, target - BLOCK - held, dim, size, types)
-            held = target - BLOCK
-        per_10k[target] = round(write_rows(writer, held, BLOCK, dim, size, types), 2)
+        first = max(held, target - REPEATS * BLOCK)
+        if first > held:
+            write_rows(writer, held, first - held, dim, size, types)
+        blocks = [write_rows(writer, start, BLOCK, dim, size, types) for start in range(first, target, BLOCK)]
+        if first == 0:  # the first rows of a store: the same rows into fresh stores, for the other repeats
+            blocks += [first_block_seconds(dim, size) for _ in range(REPEATS - len(blocks))]
+        per_10k[target] = {"median": round(statistics.median(blocks), 2), "blocks": [round(b, 2) for b in blocks]}
         held = target
         writer.commit()
         searches[target] = search_figures(gen, held, dim, queries, nprobes)
     writer.flush()
     gen.close()
     return per_10k, types, searches
+
+
+def first_block_seconds(dim: int, size: int) -> float:
+    """Seconds to write the first BLOCK rows into a new store."""
+    with tempfile.TemporaryDirectory(prefix="bench-store-first-") as scratch:
+        gen = open_generation(Path(scratch), dim)
+        seconds = write_rows(Writer(gen.metadata, gen.vectors, commit_rows=GATHER_ROWS), 0, BLOCK, dim, size, [])
+        gen.close()
+    return seconds
 
 
 def timed(work) -> float:
@@ -245,7 +260,7 @@ def main() -> None:
     per_10k, types, searches = build(folder, sizes, args.dim, args.batch, args.queries, nprobes)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "dim": args.dim, "batch": args.batch,
               "threads": args.threads, "seconds_per_10k_rows_at": per_10k, "index_type_changes": types,
-              "linearity": round(per_10k[sizes[-1]] / per_10k[sizes[0]], 2), "search_at": searches}
+              "linearity": round(per_10k[sizes[-1]]["median"] / per_10k[sizes[0]]["median"], 2), "search_at": searches}
     result.update(at_largest(folder, sizes[-1], args.dim, args.batch))
     result["wall_s"] = round(time.time() - started)
     print(json.dumps(result, indent=1))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from ..errors import ArgumentError, IndexStateError, SearchEngineError, StorageE
 from ..fileio import no_space
 
 SQLITE_HEADROOM = 8 << 20
+WAL_SWITCH_SECONDS = 30  # as long as busy_timeout waits for a lock
 SCHEMA_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 
 
@@ -36,11 +39,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     """
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    _enter_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _enter_wal(cursor) -> None:
+    """PRAGMA journal_mode=WAL, retried while the file is locked.
+
+    Switching a brand-new file to WAL takes its write lock, and SQLite may answer "database is locked"
+    at once, without waiting out busy_timeout, when another process is switching it at the same moment
+    (a would-be deadlock): processes opening one new index together met it about one run in ten.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _begin(connection) -> None:

@@ -348,11 +348,11 @@ class VectorStore:
             self.log.append(self._pending)
             self._pending = []
 
-    def fold(self, only_if_cheap: bool = False) -> None:
+    def fold(self) -> None:
         """At the end of a run (after save): fold the log into the base when that is cheap (a small
         store) or the log is no longer small next to it, so a clean close leaves little to replay."""
         base = self.file_bytes(base_only=True)
-        worth = base < CHEAP_BASE_BYTES or (not only_if_cheap and self.log.size() > base // (4 * LOG_SHARE))
+        worth = base < CHEAP_BASE_BYTES or self.log.size() > base // (4 * LOG_SHARE)
         if self.log.size() > HEADER_BYTES and worth:
             self.compact()
 

@@ -18,8 +18,8 @@ from ..filters import SearchFilters
 from ..types import MOMENT_STORE, TRANSCRIPT_STORE, VECTOR_STORES, BundleInfo, Skipped
 from . import hits, migrate, moments
 from .batches import content_ids, contents_of_paths, file_ids
-from .hits import StoredContent, file_conditions
 from .database import database_error, label, server_engine, sqlite_engine
+from .hits import StoredContent, file_conditions
 from .models import BundleRecord, Content, MediaFile, Moment, SkippedFile
 
 

@@ -128,8 +128,9 @@ def _vectors_match(kind: str, store, ids: np.ndarray, vecs) -> list[str]:
 
 
 def check_saved(idx) -> list[str]:
-    """After a successful run, each FAISS file on disk holds exactly SQLite's ids (it was written again)."""
-    import faiss
+    """After a successful run, each FAISS store on disk (its base file plus the change log that continues
+    it, as a fresh reader loads them, with no repair from SQLite) holds exactly SQLite's ids."""
+    from searchengine.store.vectors import VectorStore
 
     problems = []
     for kind, store in idx.vectors.items():
@@ -138,15 +139,14 @@ def check_saved(idx) -> list[str]:
             if want:
                 problems.append(f"{kind}: {store.path.name} missing after a successful run")
             continue
-        try:
-            index = faiss.read_index(str(store.path))
-            on_disk = {int(i) for i in faiss.vector_to_array(index.id_map)}
-        except Exception as exc:  # noqa: BLE001 — any failure to read back is the finding
-            problems.append(f"{kind}: {store.path.name} unreadable after a successful run: {describe(exc)}")
+        fresh = VectorStore(store.path, store.dim, use_gpu=False)  # index_type None: reads, never retrains
+        if fresh.damaged:
+            problems.append(f"{kind}: {store.path.name} unreadable after a successful run: {fresh.damaged}")
             continue
+        on_disk = {int(i) for i in fresh.ids()}
         if on_disk != want:
-            problems.append(f"{kind}: {store.path.name} on disk is stale after a successful run ({len(on_disk)} ids, "
-                            f"SQLite {len(want)}, {len(on_disk ^ want)} differ)")
+            problems.append(f"{kind}: {store.path.name} and its log on disk are stale after a successful run "
+                            f"({len(on_disk)} ids, SQLite {len(want)}, {len(on_disk ^ want)} differ)")
     return problems
 
 

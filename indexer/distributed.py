@@ -20,6 +20,7 @@ a row twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,10 @@ LOCAL = "local"  # start a Ray instance on this machine for the run (or use the 
 IN_FLIGHT = 2  # batches sent to each actor at a time: one it embeds, one waiting so it never idles
 TASK_RETRIES = 3  # times a batch is sent again to a restarted actor before the run gives up
 CPUS_PER_CPU_ACTOR = 4  # without GPUs: torch runs 4 threads well; more actors would each hold the model
+# A cluster that answers but fails to start its per-client server (Ray's client proxy reports it as an
+# aborted connection: seen once in a few joins on a loaded machine) usually starts one for the next try.
+JOIN_ATTEMPTS = 3
+log = logging.getLogger(__name__)
 LOCAL_OBJECT_STORE = 512 << 20  # only in-flight batches live there: a local instance needs little
 
 
@@ -202,7 +207,7 @@ def _connected(ray, options: RayOptions):
             ray.init(address=LOCAL, include_dashboard=False,
                      **{"object_store_memory": LOCAL_OBJECT_STORE, **quiet, **options.local_resources})
         else:
-            ray.init(address=options.address, **quiet)
+            _join(ray, options.address, quiet)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         if options.address == LOCAL:
             raise ClusterError(f"cannot start Ray here: {exc}") from exc
@@ -212,6 +217,19 @@ def _connected(ray, options: RayOptions):
         yield
     finally:
         ray.shutdown()
+
+
+def _join(ray, address: str, settings: dict) -> None:
+    """ray.init on a cluster, tried again when the cluster answered but could not serve this client."""
+    for attempt in range(1, JOIN_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **settings)
+            return
+        except ConnectionAbortedError:  # not "refused" or "timed out": a cluster that is down fails at once
+            if attempt == JOIN_ATTEMPTS:
+                raise
+            log.warning("the Ray cluster at %s could not start a client server; trying again", address)
+            time.sleep(attempt)
 
 
 def _start_actors(ray, info: BundleInfo, options: RayOptions) -> list:

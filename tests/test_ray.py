@@ -170,7 +170,7 @@ def index_command(media: Path, index: Path, bundle: Path, *ray_args: str, env: d
     run = subprocess.run([str(cli), "index", str(media), "--index", str(index), "--bundle", str(bundle),
                           "--batch-size", "8", "--json", *ray_args], capture_output=True, text=True, timeout=300, env=env,
                          check=False)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return json.loads(run.stdout)
 
 
@@ -261,3 +261,32 @@ def test_ray_loads_only_for_runs_that_ask_for_it():
     code = "import sys, searchengine, searchengine.cli, indexer, indexer.distributed; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+class _FlakyCluster:
+    """Stands in for the `ray` module's init: the failures a client meets before a cluster serves it."""
+
+    def __init__(self, *failures: BaseException):
+        self.failures, self.calls = list(failures), 0
+
+    def init(self, address, **_settings):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+
+def test_a_cluster_that_could_not_start_a_client_server_is_tried_again():
+    from indexer.distributed import JOIN_ATTEMPTS, _join
+
+    aborted = ConnectionAbortedError("Initialization failure from server: Starting Ray client server failed")
+    cluster = _FlakyCluster(aborted)
+    _join(cluster, "ray://head:10001", {})
+    assert cluster.calls == 2
+    hopeless = _FlakyCluster(*[aborted] * JOIN_ATTEMPTS)
+    with pytest.raises(ConnectionAbortedError):
+        _join(hopeless, "ray://head:10001", {})
+    assert hopeless.calls == JOIN_ATTEMPTS
+    down = _FlakyCluster(ConnectionRefusedError("nothing listens"))  # a cluster that is down fails at once
+    with pytest.raises(ConnectionRefusedError):
+        _join(down, "ray://head:10001", {})
+    assert down.calls == 1
